@@ -1,0 +1,43 @@
+//! The C boundary. Each export converts raw pointers once (NULL and size checks), calls the
+//! Rust core, and maps `Errno` to `-errno`. Nothing here decides semantics, and no panic
+//! crosses into C: a caught panic becomes `-ENOTRECOVERABLE`.
+
+pub mod op;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::errno::Errno;
+
+/// Runs an export's body; a panic becomes `-ENOTRECOVERABLE` instead of unwinding into C.
+pub(crate) fn boundary(body: impl FnOnce() -> i32) -> i32 {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(-libc::ENOTRECOVERABLE)
+}
+
+/// Like [`boundary`] for exports that return something other than an errno.
+pub(crate) fn boundary_or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+/// `0` or `-errno`.
+pub(crate) fn status(result: Result<(), Errno>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => e.negated(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_enotrecoverable() {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let r = boundary(|| panic!("test panic"));
+        std::panic::set_hook(hook);
+        assert_eq!(r, -libc::ENOTRECOVERABLE);
+        assert_eq!(boundary(|| 7), 7);
+        assert_eq!(status(Err(Errno(libc::EIO))), -libc::EIO);
+    }
+}

@@ -1,0 +1,29 @@
+//! memenc: one correct, tested way to drive Linux KVM's `KVM_MEMORY_ENCRYPT_OP` for AMD SEV,
+//! SEV-ES, SEV-SNP and Intel TDX guests, for C VMMs (through `include/memenc.h`) and Rust VMMs
+//! (through this crate).
+//!
+//! Data flows one way: [`capi`] (C boundary) → [`op`] (dispatch) → [`vendor`] (command tables)
+//! → [`host`] (the only code that issues ioctls; real kernel or [`sim`]).
+#![allow(non_camel_case_types)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(clippy::missing_safety_doc)]
+
+pub mod abi;
+pub mod capi;
+/// cbindgen:ignore
+pub mod errno;
+/// cbindgen:ignore
+pub mod host;
+/// cbindgen:ignore
+pub mod op;
+/// cbindgen:ignore
+pub mod sim;
+/// cbindgen:ignore
+pub mod uapi;
+/// cbindgen:ignore
+pub mod vendor;
+
+pub use abi::*;
+pub use errno::Errno;
+pub use op::{encryption_enabled, memory_encrypt_op};
+pub use vendor::Vendor;

@@ -1,0 +1,317 @@
+//! Unified dispatch of `KVM_MEMORY_ENCRYPT_OP`: validate the caller's flags against the vendor
+//! table, strip the library-owned bits, clear the stale status, issue the ioctl on a local copy
+//! (retrying or continuing when asked), and say which status field to hand back.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use crate::abi::{
+    MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY, MEM_ENC_FLAGS_LIBRARY_KNOWN,
+    MEM_ENC_FLAGS_LIBRARY_MASK, MEM_ENC_RETRY_LIMIT, mem_enc_cmd,
+};
+use crate::errno::Errno;
+use crate::host;
+use crate::uapi::KVM_MEMORY_ENCRYPT_OP;
+use crate::vendor::{CmdInfo, Progress, Vendor};
+
+/// The status field the kernel's answer goes back into, with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusWrite {
+    /// SEV: the 4-byte `error`; `sev_fd` beside it is the caller's and stays untouched.
+    SevError(u32),
+    /// TDX: the 8-byte `hw_error`.
+    HwError(u64),
+}
+
+/// The result of one `mem_enc_op`: the return value, and the status to write back (`None`
+/// when memenc rejected the command and issued no ioctl: the caller's struct stays as it was).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// `Ok` or the errno of the last ioctl (or of memenc's own check).
+    pub result: Result<(), Errno>,
+    /// What to write back into the caller's status word.
+    pub status: Option<StatusWrite>,
+}
+
+impl Outcome {
+    fn rejected(errno: i32) -> Outcome {
+        Outcome {
+            result: Err(Errno(errno)),
+            status: None,
+        }
+    }
+}
+
+/// Checks `flags` for `(vendor, id)`; returns the bits to hand to the kernel and the library
+/// bits to act on. `-EINVAL` for any bit that is neither.
+pub fn split_flags(vendor: Vendor, id: u32, flags: u32) -> Result<(u32, u32), Errno> {
+    let library = flags & MEM_ENC_FLAGS_LIBRARY_MASK;
+    let kernel = flags & !MEM_ENC_FLAGS_LIBRARY_MASK;
+    let info = vendor.command(id);
+    let kernel_ok = info.map_or(0, |c| c.kernel_flags);
+    let continue_ok = info.is_some_and(|c| c.progress != Progress::None);
+    if library & !MEM_ENC_FLAGS_LIBRARY_KNOWN != 0
+        || kernel & !kernel_ok != 0
+        || (library & MEM_ENC_FLAG_CONTINUE != 0 && !continue_ok)
+    {
+        return Err(Errno(libc::EINVAL));
+    }
+    Ok((kernel, library))
+}
+
+/// The `flags` bits accepted for `(vendor, id)`: the kernel's and the library's.
+pub fn flags_supported(vendor: Vendor, id: u32) -> u32 {
+    let Some(info) = vendor.command(id) else {
+        return MEM_ENC_FLAG_RETRY;
+    };
+    let mut bits = info.kernel_flags | MEM_ENC_FLAG_RETRY;
+    if info.progress != Progress::None {
+        bits |= MEM_ENC_FLAG_CONTINUE;
+    }
+    bits
+}
+
+/// One `KVM_MEMORY_ENCRYPT_OP` on `fd` for the caller's command `input` (never modified: the
+/// ioctl runs on a local copy). Allocates nothing.
+pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
+    if fd < 0 {
+        return Outcome::rejected(libc::EBADF);
+    }
+    let vendor = host::vendor_of(fd);
+    let (kernel_flags, library_flags) = match split_flags(vendor, input.id, input.flags) {
+        Ok(split) => split,
+        Err(e) => return Outcome::rejected(e.0),
+    };
+    let info = vendor.command(input.id);
+    let mut local = *input;
+    local.flags = kernel_flags;
+
+    let mut budget = MEM_ENC_RETRY_LIMIT;
+    let mut last_remaining = u64::MAX;
+    loop {
+        clear_status(vendor, &mut local);
+        // SAFETY: `local` is a valid 24-byte command; `data` is the caller's parameter address,
+        // which the kernel (or the model) validates exactly as for the caller's own ioctl.
+        let result = unsafe {
+            host::ioctl(
+                fd,
+                KVM_MEMORY_ENCRYPT_OP,
+                &mut local as *mut mem_enc_cmd as u64,
+            )
+        }
+        .map(|_| ());
+        let next = match (result, info) {
+            (Ok(()), Some(c)) if library_flags & MEM_ENC_FLAG_CONTINUE != 0 => {
+                continue_after_success(c, &local, &mut last_remaining, &mut budget)
+            }
+            (Err(e), Some(c)) if library_flags & MEM_ENC_FLAG_RETRY != 0 => {
+                retry_after_error(c, e, &mut budget)
+            }
+            _ => Next::Stop(result),
+        };
+        match next {
+            Next::Again => continue,
+            Next::Stop(result) => {
+                return Outcome {
+                    result,
+                    status: Some(status_of(vendor, &local)),
+                };
+            }
+        }
+    }
+}
+
+enum Next {
+    Again,
+    Stop(Result<(), Errno>),
+}
+
+/// After a successful partial-progress command under `MEM_ENC_FLAG_CONTINUE`: issue again
+/// while the remaining count shrinks; `-EAGAIN` if it stops shrinking for too many rounds.
+fn continue_after_success(
+    info: &CmdInfo,
+    cmd: &mem_enc_cmd,
+    last_remaining: &mut u64,
+    budget: &mut u32,
+) -> Next {
+    let Progress::RemainingAt(offset) = info.progress else {
+        return Next::Stop(Ok(()));
+    };
+    // The kernel just read and wrote this struct, but the caller's memory is still read
+    // without faulting: a racing unmap gives an error, not a crash.
+    let Some(remaining) = host::read_user_u64(cmd.data.wrapping_add(offset as u64)) else {
+        return Next::Stop(Err(Errno(libc::EFAULT)));
+    };
+    if remaining == 0 {
+        return Next::Stop(Ok(()));
+    }
+    if remaining >= *last_remaining {
+        if *budget == 0 {
+            return Next::Stop(Err(Errno(libc::EAGAIN)));
+        }
+        *budget -= 1;
+    }
+    *last_remaining = remaining;
+    Next::Again
+}
+
+/// After an error under `MEM_ENC_FLAG_RETRY`: issue again if the command documents the error
+/// as transient and the retry budget is not spent.
+fn retry_after_error(info: &CmdInfo, errno: Errno, budget: &mut u32) -> Next {
+    if *budget > 0 && info.transient.contains(&errno.0) {
+        *budget -= 1;
+        Next::Again
+    } else {
+        Next::Stop(Err(errno))
+    }
+}
+
+/// Before every issue: SEV's `error` is left as it was when the firmware is never reached, so
+/// it starts at 0; TDX rejects a non-zero `hw_error`.
+fn clear_status(vendor: Vendor, cmd: &mut mem_enc_cmd) {
+    match vendor {
+        Vendor::Tdx => cmd.status.hw_error = 0,
+        Vendor::Sev | Vendor::None => {
+            let mut sev = cmd.sev();
+            sev.error = 0;
+            cmd.status.sev = sev;
+        }
+    }
+}
+
+fn status_of(vendor: Vendor, cmd: &mem_enc_cmd) -> StatusWrite {
+    match vendor {
+        Vendor::Tdx => StatusWrite::HwError(cmd.hw_error()),
+        Vendor::Sev | Vendor::None => StatusWrite::SevError(cmd.sev().error),
+    }
+}
+
+/// The kernel's NULL-argument question: does `fd` belong to a VM with a memory-encryption
+/// backend? SEV answers 0 or -ENOTTY itself; TDX (and SEV before 6.10) have no NULL case and
+/// fault on the NULL copy, which still proves the backend is there.
+pub fn encryption_enabled(fd: RawFd) -> Result<(), Errno> {
+    if fd < 0 {
+        return Err(Errno(libc::EBADF));
+    }
+    // SAFETY: a NULL argument is the documented probe; the kernel does not dereference it
+    // unsuccessfully in a way that can affect this process (it returns EFAULT).
+    match unsafe { host::ioctl(fd, KVM_MEMORY_ENCRYPT_OP, 0) } {
+        Ok(_) | Err(Errno(libc::EFAULT)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies an outcome's status write to a Rust-side command.
+pub fn apply_status(cmd: &mut mem_enc_cmd, status: Option<StatusWrite>) {
+    match status {
+        Some(StatusWrite::SevError(error)) => {
+            let mut sev = cmd.sev();
+            sev.error = error;
+            cmd.status.sev = sev;
+        }
+        Some(StatusWrite::HwError(hw)) => cmd.status.hw_error = hw,
+        None => {}
+    }
+}
+
+/// `KVM_MEMORY_ENCRYPT_OP` for Rust VMMs: the same checks and semantics as the C
+/// `mem_enc_op()`. `fd` is borrowed; on `Err`, the status word in `cmd` still holds the
+/// firmware's answer when the ioctl was issued.
+pub fn memory_encrypt_op(fd: BorrowedFd<'_>, cmd: &mut mem_enc_cmd) -> Result<(), Errno> {
+    let outcome = dispatch(fd.as_raw_fd(), cmd);
+    apply_status(cmd, outcome.status);
+    outcome.result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::MEM_ENC_TDX_MEASURE_MEMORY_REGION;
+    use crate::uapi::{sev_id, tdx_id};
+
+    #[test]
+    fn sev_accepts_only_library_flags() {
+        assert_eq!(split_flags(Vendor::Sev, sev_id::INIT2, 0), Ok((0, 0)));
+        assert_eq!(
+            split_flags(Vendor::Sev, sev_id::INIT2, MEM_ENC_FLAG_RETRY),
+            Ok((0, MEM_ENC_FLAG_RETRY))
+        );
+        assert_eq!(
+            split_flags(Vendor::Sev, sev_id::INIT2, 1),
+            Err(Errno(libc::EINVAL))
+        );
+        // A reserved library bit is refused, not ignored.
+        assert_eq!(
+            split_flags(Vendor::Sev, sev_id::INIT2, 0x0100_0000),
+            Err(Errno(libc::EINVAL))
+        );
+        // CONTINUE only where the kernel makes partial progress.
+        assert_eq!(
+            split_flags(Vendor::Sev, sev_id::INIT2, MEM_ENC_FLAG_CONTINUE),
+            Err(Errno(libc::EINVAL))
+        );
+        assert!(
+            split_flags(
+                Vendor::Sev,
+                sev_id::SNP_LAUNCH_UPDATE,
+                MEM_ENC_FLAG_CONTINUE
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn tdx_measure_flag_only_on_init_mem_region() {
+        let m = MEM_ENC_TDX_MEASURE_MEMORY_REGION;
+        assert_eq!(
+            split_flags(Vendor::Tdx, tdx_id::INIT_MEM_REGION, m),
+            Ok((m, 0))
+        );
+        assert_eq!(
+            split_flags(Vendor::Tdx, tdx_id::INIT_VM, m),
+            Err(Errno(libc::EINVAL))
+        );
+        assert_eq!(
+            split_flags(Vendor::Tdx, tdx_id::FINALIZE_VM, m),
+            Err(Errno(libc::EINVAL))
+        );
+        // The same id number means a different command on SEV, where bit 0 is not honoured.
+        assert_eq!(split_flags(Vendor::Sev, 3, m), Err(Errno(libc::EINVAL)));
+    }
+
+    #[test]
+    fn unknown_ids_pass_only_without_kernel_flags() {
+        assert_eq!(split_flags(Vendor::Sev, 999, 0), Ok((0, 0)));
+        assert_eq!(split_flags(Vendor::Sev, 999, 2), Err(Errno(libc::EINVAL)));
+        assert_eq!(flags_supported(Vendor::Sev, 999), MEM_ENC_FLAG_RETRY);
+        assert_eq!(
+            flags_supported(Vendor::Tdx, tdx_id::INIT_MEM_REGION),
+            MEM_ENC_TDX_MEASURE_MEMORY_REGION | MEM_ENC_FLAG_RETRY | MEM_ENC_FLAG_CONTINUE
+        );
+    }
+
+    #[test]
+    fn rejected_commands_issue_nothing_and_write_nothing() {
+        let cmd = mem_enc_cmd {
+            flags: 0x0000_0100,
+            ..mem_enc_cmd::new(sev_id::INIT2, 0)
+        };
+        // A closed descriptor would give EBADF if an ioctl were issued; EINVAL proves none was.
+        let out = dispatch(1_000_000, &cmd);
+        assert_eq!(out, Outcome::rejected(libc::EINVAL));
+        assert_eq!(dispatch(-1, &cmd), Outcome::rejected(libc::EBADF));
+    }
+
+    #[test]
+    fn clearing_keeps_sev_fd() {
+        let mut cmd = mem_enc_cmd::new(2, 0);
+        cmd.status.sev = crate::abi::mem_enc_sev_status {
+            error: 9,
+            sev_fd: 5,
+        };
+        clear_status(Vendor::Sev, &mut cmd);
+        assert_eq!(cmd.sev().error, 0);
+        assert_eq!(cmd.sev().sev_fd, 5);
+        clear_status(Vendor::Tdx, &mut cmd);
+        assert_eq!(cmd.hw_error(), 0);
+    }
+}
