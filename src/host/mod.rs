@@ -15,6 +15,7 @@ use crate::vendor::Vendor;
 /// # Safety
 /// When `request` takes a pointer, `arg` must be valid for what the kernel reads and writes
 /// through it, exactly as for a raw `ioctl()`.
+#[inline]
 pub unsafe fn ioctl(fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno> {
     if crate::sim::active() {
         // SAFETY: the caller upholds this function's contract, which is the model's too.
@@ -30,6 +31,7 @@ pub unsafe fn ioctl(fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno> {
 
 /// The vendor whose command numbering `fd` speaks: the simulated host's profile for its own
 /// descriptors, otherwise this CPU's vendor.
+#[inline]
 pub fn vendor_of(fd: RawFd) -> Vendor {
     if crate::sim::active() {
         if let Some(vendor) = crate::sim::vendor_of(fd) {
@@ -40,6 +42,7 @@ pub fn vendor_of(fd: RawFd) -> Vendor {
 }
 
 /// This CPU's vendor, from CPUID leaf 0, read once.
+#[inline]
 pub fn cpu_vendor() -> Vendor {
     static CACHE: AtomicU8 = AtomicU8::new(0);
     match CACHE.load(Ordering::Relaxed) {

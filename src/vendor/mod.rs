@@ -48,9 +48,14 @@ impl Vendor {
         }
     }
 
-    /// The table entry for `id`, if the id is one memenc knows.
+    /// The table entry for `id`, if the id is one memenc knows. Tables are sorted by id, so
+    /// this is a binary search: it runs on every `mem_enc_op`.
     pub fn command(self, id: u32) -> Option<&'static CmdInfo> {
-        self.table().iter().find(|c| c.id == id)
+        let table = self.table();
+        table
+            .binary_search_by_key(&id, |c| c.id)
+            .ok()
+            .map(|i| &table[i])
     }
 }
 
@@ -136,9 +141,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_unique_per_vendor() {
+    fn ids_are_sorted_unique_and_found() {
         for vendor in [Vendor::Sev, Vendor::Tdx] {
             let t = vendor.table();
+            assert!(
+                t.windows(2).all(|w| w[0].id < w[1].id),
+                "{vendor:?} not sorted"
+            );
+            for c in t {
+                assert_eq!(vendor.command(c.id).map(|f| f.name), Some(c.name));
+            }
             for (i, a) in t.iter().enumerate() {
                 assert!(
                     t[i + 1..].iter().all(|b| b.id != a.id),
