@@ -48,7 +48,8 @@ pub fn split_flags(info: Option<&CmdInfo>, flags: u32) -> Result<(u32, u32), Err
     let kernel = flags & !MEM_ENC_FLAGS_LIBRARY_MASK;
     let kernel_ok = info.map_or(0, |c| c.kernel_flags);
     let continue_ok = info.is_some_and(|c| c.progress != Progress::None);
-    if library & !MEM_ENC_FLAGS_LIBRARY_KNOWN != 0
+    if (info.is_none() && flags != 0)
+        || library & !MEM_ENC_FLAGS_LIBRARY_KNOWN != 0
         || kernel & !kernel_ok != 0
         || (library & MEM_ENC_FLAG_CONTINUE != 0 && !continue_ok)
     {
@@ -59,8 +60,10 @@ pub fn split_flags(info: Option<&CmdInfo>, flags: u32) -> Result<(u32, u32), Err
 
 /// The `flags` bits accepted for `(vendor, id)`: the kernel's and the library's.
 pub fn flags_supported(vendor: Vendor, id: u32) -> u32 {
+    // An id memenc does not know passes through only with flags 0: it cannot know which
+    // errors of an unknown command are safe to retry.
     let Some(info) = vendor.command(id) else {
-        return MEM_ENC_FLAG_RETRY;
+        return 0;
     };
     let mut bits = info.kernel_flags | MEM_ENC_FLAG_RETRY;
     if info.progress != Progress::None {
@@ -260,8 +263,7 @@ mod tests {
         );
         assert!(
             split_flags(
-                Vendor::Sev,
-                sev_id::SNP_LAUNCH_UPDATE,
+                Vendor::Sev.command(sev_id::SNP_LAUNCH_UPDATE),
                 MEM_ENC_FLAG_CONTINUE
             )
             .is_ok()
@@ -297,7 +299,11 @@ mod tests {
             split_flags(Vendor::Sev.command(999), 2),
             Err(Errno(libc::EINVAL))
         );
-        assert_eq!(flags_supported(Vendor::Sev, 999), MEM_ENC_FLAG_RETRY);
+        assert_eq!(flags_supported(Vendor::Sev, 999), 0);
+        assert_eq!(
+            split_flags(Vendor::Sev.command(999), MEM_ENC_FLAG_RETRY),
+            Err(Errno(libc::EINVAL))
+        );
         assert_eq!(
             flags_supported(Vendor::Tdx, tdx_id::INIT_MEM_REGION),
             MEM_ENC_TDX_MEASURE_MEMORY_REGION | MEM_ENC_FLAG_RETRY | MEM_ENC_FLAG_CONTINUE

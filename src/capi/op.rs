@@ -32,8 +32,8 @@ use crate::vendor::Vendor;
 ///    ioctl, which leaves an old value there. Rejected calls leave `*cmd` byte-for-byte as it was.
 ///
 /// The CPU vendor (read once) decides whether `id` is read as a SEV or a TDX id. Ids memenc does
-/// not know are passed to the kernel unchanged when their kernel `flags` are 0, so commands newer
-/// than this library still work.
+/// not know are passed to the kernel unchanged when `flags` is 0 (any bit: -EINVAL), so commands
+/// newer than this library still work.
 ///
 /// With `cmd` NULL it answers the kernel's probe question "does this VM have a
 /// memory-encryption backend?": 0 if yes, -ENOTTY if not.
@@ -114,7 +114,8 @@ pub extern "C" fn mem_enc_host_vendor() -> u32 {
 ///  "vendor" - `MEM_ENC_VENDOR_SEV` or `MEM_ENC_VENDOR_TDX`.
 ///  "id"     - the sub-command id in that vendor's numbering.
 ///
-/// Returns: the mask; 0 for an unknown vendor.
+/// Returns: the mask; 0 for an unknown vendor or an id memenc does not know (such ids pass
+/// through `mem_enc_op()` only with `flags` 0).
 #[unsafe(no_mangle)]
 pub extern "C" fn mem_enc_cmd_flags_supported(vendor: u32, id: u32) -> u32 {
     boundary_or(0, || match Vendor::from_u32(vendor) {
