@@ -28,7 +28,8 @@ pub const MEM_ENC_VM_TYPE_SNP: u32 = 4;
 /// VM type: TDX.
 pub const MEM_ENC_VM_TYPE_TDX: u32 = 5;
 /// The VM types negotiation chooses among, as a mask (bit n: type n).
-pub const MEM_ENC_VM_TYPES_CONFIDENTIAL: u32 = (1u32 << 2) | (1u32 << 3) | (1u32 << 4) | (1u32 << 5);
+pub const MEM_ENC_VM_TYPES_CONFIDENTIAL: u32 =
+    (1u32 << 2) | (1u32 << 3) | (1u32 << 4) | (1u32 << 5);
 
 /// How the chosen VM is initialised: nothing chosen.
 pub const MEM_ENC_INIT_NONE: u32 = 0;
@@ -827,9 +828,12 @@ pub fn launch(
         if req.ghcb_version != 0 {
             return foreign("ghcb_version", u64::from(req.ghcb_version));
         }
-        s.tdx_attributes =
-            tdx_attributes(caps, req.tdx_attributes_required, req.tdx_attributes_optional)?
-                .granted;
+        s.tdx_attributes = tdx_attributes(
+            caps,
+            req.tdx_attributes_required,
+            req.tdx_attributes_optional,
+        )?
+        .granted;
         s.tdx_xfam = tdx_xfam(caps, req.tdx_xfam_required, req.tdx_xfam_optional)?.granted;
     } else {
         if req.tdx_attributes_required != 0 {
@@ -1021,9 +1025,22 @@ mod tests {
         let r = vm_type(&caps, all()).unwrap_err();
         assert_eq!(r.errno, EOPNOTSUPP);
         assert_eq!(r.missing, u64::from(all()));
-        assert!(r.message.contains("SEV-SNP: KVM_CAP_VM_TYPES 0x1 lacks bit 4"), "{}", r.message);
-        assert!(r.message.contains("-ENOTTY: no SEV backend"), "{}", r.message);
-        assert!(r.message.contains("TDX: not an Intel host"), "{}", r.message);
+        assert!(
+            r.message
+                .contains("SEV-SNP: KVM_CAP_VM_TYPES 0x1 lacks bit 4"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("-ENOTTY: no SEV backend"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("TDX: not an Intel host"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]
@@ -1038,7 +1055,10 @@ mod tests {
         let caps = snp_host_with_policy_attr();
         let pick = |accept| vm_type(&caps, accept).unwrap();
         let c = pick(all());
-        assert_eq!((c.vm_type, c.create_vm_type, c.init_path), (4, 4, MEM_ENC_INIT_SEV_INIT2));
+        assert_eq!(
+            (c.vm_type, c.create_vm_type, c.init_path),
+            (4, 4, MEM_ENC_INIT_SEV_INIT2)
+        );
         assert_eq!(pick(bit(2) | bit(3)).vm_type, 3);
         assert_eq!(pick(bit(2)).vm_type, 2);
         assert!(!pick(bit(2)).legacy());
@@ -1059,7 +1079,10 @@ mod tests {
         assert_eq!(c.init_path, MEM_ENC_INIT_SEV_ES_LEGACY);
         assert!(c.legacy());
         let c = vm_type(&caps, bit(2)).unwrap();
-        assert_eq!((c.create_vm_type, c.init_path), (0, MEM_ENC_INIT_SEV_LEGACY));
+        assert_eq!(
+            (c.create_vm_type, c.init_path),
+            (0, MEM_ENC_INIT_SEV_LEGACY)
+        );
         let r = vm_type(&caps, bit(4)).unwrap_err();
         assert!(r.message.contains("no KVM_CAP_VM_TYPES"), "{}", r.message);
     }
@@ -1088,7 +1111,11 @@ mod tests {
             ..caps
         };
         let r = vm_type(&broken, bit(5)).unwrap_err();
-        assert!(r.message.contains("KVM_TDX_CAPABILITIES failed (-EIO)"), "{}", r.message);
+        assert!(
+            r.message.contains("KVM_TDX_CAPABILITIES failed (-EIO)"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]
@@ -1108,9 +1135,13 @@ mod tests {
         let g = vmsa_features(&caps, 4, 0, MEM_ENC_SEV_FEAT_DEBUG_SWAP | (1 << 7)).unwrap();
         assert_eq!(g.granted, MEM_ENC_SEV_FEAT_DEBUG_SWAP);
         let r = vmsa_features(&caps, 4, MEM_ENC_SEV_FEAT_SECURE_TSC, 0).unwrap_err();
-        assert_eq!((r.errno, r.missing), (EOPNOTSUPP, MEM_ENC_SEV_FEAT_SECURE_TSC));
+        assert_eq!(
+            (r.errno, r.missing),
+            (EOPNOTSUPP, MEM_ENC_SEV_FEAT_SECURE_TSC)
+        );
         assert!(
-            r.message.starts_with("vmsa_features bit 9 (SECURE_TSC) not supported by this host"),
+            r.message
+                .starts_with("vmsa_features bit 9 (SECURE_TSC) not supported by this host"),
             "{}",
             r.message
         );
@@ -1119,7 +1150,10 @@ mod tests {
             ..caps
         };
         let r = vmsa_features(&no_swap, 3, MEM_ENC_SEV_FEAT_DEBUG_SWAP, 0).unwrap_err();
-        assert!(r.message.starts_with("vmsa_features bit 5 (DEBUG_SWAP) not supported by this host"));
+        assert!(
+            r.message
+                .starts_with("vmsa_features bit 5 (DEBUG_SWAP) not supported by this host")
+        );
     }
 
     #[test]
@@ -1141,7 +1175,12 @@ mod tests {
         let old = old_sev_kernel();
         let r = vmsa_features(&old, 3, MEM_ENC_SEV_FEAT_DEBUG_SWAP, 0).unwrap_err();
         assert!(r.message.contains("no KVM_SEV_INIT2"), "{}", r.message);
-        assert_eq!(vmsa_features(&old, 3, 0, MEM_ENC_SEV_FEAT_DEBUG_SWAP).unwrap().granted, 0);
+        assert_eq!(
+            vmsa_features(&old, 3, 0, MEM_ENC_SEV_FEAT_DEBUG_SWAP)
+                .unwrap()
+                .granted,
+            0
+        );
         assert_eq!(vmsa_features(&caps, 5, 0, 0).unwrap_err().errno, EINVAL);
         assert_eq!(vmsa_features(&tdx_host(), 3, 0, 0).unwrap().granted, 0);
     }
@@ -1168,7 +1207,10 @@ mod tests {
         assert_eq!(r.errno, EOPNOTSUPP);
         assert!(r.message.contains("version 1"));
         assert_eq!(ghcb_version(&choice(&old, 2), 1).unwrap_err().errno, EINVAL);
-        assert_eq!(ghcb_version(&choice(&tdx_host(), 5), 2).unwrap_err().errno, EINVAL);
+        assert_eq!(
+            ghcb_version(&choice(&tdx_host(), 5), 2).unwrap_err().errno,
+            EINVAL
+        );
     }
 
     #[test]
@@ -1184,17 +1226,36 @@ mod tests {
         let r = snp_policy(&caps, 0, 0x0100).unwrap_err();
         assert_eq!(r.errno, EINVAL);
         // An API value with all bits set is still a value, not a feature request.
-        assert_eq!(snp_policy(&caps, 0xffff, 0).unwrap().granted, 0xffff | (1 << 17));
+        assert_eq!(
+            snp_policy(&caps, 0xffff, 0).unwrap().granted,
+            0xffff | (1 << 17)
+        );
     }
 
     #[test]
     fn snp_policy_only_published_bits() {
         let caps = snp_host_with_policy_attr();
         let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_CXL_ALLOW, 0).unwrap_err();
-        assert_eq!((r.errno, r.missing), (EOPNOTSUPP, MEM_ENC_SNP_POLICY_CXL_ALLOW));
-        assert!(r.message.contains("SNP policy bit 21 (CXL_ALLOW) not supported"), "{}", r.message);
-        let g = snp_policy(&caps, 0, MEM_ENC_SNP_POLICY_CXL_ALLOW | MEM_ENC_SNP_POLICY_DEBUG).unwrap();
-        assert_eq!(g.granted, MEM_ENC_SNP_POLICY_DEBUG | MEM_ENC_SNP_POLICY_RSVD_MBO);
+        assert_eq!(
+            (r.errno, r.missing),
+            (EOPNOTSUPP, MEM_ENC_SNP_POLICY_CXL_ALLOW)
+        );
+        assert!(
+            r.message
+                .contains("SNP policy bit 21 (CXL_ALLOW) not supported"),
+            "{}",
+            r.message
+        );
+        let g = snp_policy(
+            &caps,
+            0,
+            MEM_ENC_SNP_POLICY_CXL_ALLOW | MEM_ENC_SNP_POLICY_DEBUG,
+        )
+        .unwrap();
+        assert_eq!(
+            g.granted,
+            MEM_ENC_SNP_POLICY_DEBUG | MEM_ENC_SNP_POLICY_RSVD_MBO
+        );
         // MIGRATE_MA (18) is outside even the newer kernels' mask.
         let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_MIGRATE_MA, 0).unwrap_err();
         assert!(r.message.contains("bit 18 (MIGRATE_MA)"), "{}", r.message);
@@ -1205,7 +1266,11 @@ mod tests {
         let caps = snp_host_without_policy_attr();
         let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_MIGRATE_MA, 0).unwrap_err();
         assert_eq!(r.missing, MEM_ENC_SNP_POLICY_MIGRATE_MA);
-        assert!(r.message.contains("KVM_X86_SNP_POLICY_BITS"), "{}", r.message);
+        assert!(
+            r.message.contains("KVM_X86_SNP_POLICY_BITS"),
+            "{}",
+            r.message
+        );
         let g = snp_policy(&caps, MEM_ENC_SNP_POLICY_SINGLE_SOCKET, 0).unwrap();
         assert_eq!(g.granted, (1 << 20) | (1 << 17));
         assert!(g.note.contains("static"), "{}", g.note);
@@ -1218,13 +1283,22 @@ mod tests {
         for caps in [amd_without_sev(), old_sev_kernel(), tdx_host(), nothing()] {
             let r = snp_policy(&caps, 0, 0).unwrap_err();
             assert_eq!(r.errno, EOPNOTSUPP);
-            assert!(r.message.contains("SEV-SNP is not available"), "{}", r.message);
+            assert!(
+                r.message.contains("SEV-SNP is not available"),
+                "{}",
+                r.message
+            );
         }
         let unknown = mem_enc_caps {
             snp_policy_bits: mem_enc_cap::error(Errno(libc::EFAULT)),
             ..snp_host_with_policy_attr()
         };
-        assert!(snp_policy(&unknown, 0, 0).unwrap_err().message.contains("unknown"));
+        assert!(
+            snp_policy(&unknown, 0, 0)
+                .unwrap_err()
+                .message
+                .contains("unknown")
+        );
     }
 
     #[test]
@@ -1232,10 +1306,18 @@ mod tests {
         let caps = tdx_host();
         let sept = MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE;
         assert_eq!(tdx_attributes(&caps, sept, 0).unwrap().granted, sept);
-        assert_eq!(tdx_attributes(&caps, 0, sept | MEM_ENC_TDX_ATTR_DEBUG).unwrap().granted, sept);
+        assert_eq!(
+            tdx_attributes(&caps, 0, sept | MEM_ENC_TDX_ATTR_DEBUG)
+                .unwrap()
+                .granted,
+            sept
+        );
         let r = tdx_attributes(&caps, MEM_ENC_TDX_ATTR_DEBUG, 0).unwrap_err();
         assert_eq!((r.errno, r.missing), (EOPNOTSUPP, 1));
-        assert!(r.message.starts_with("TDX attributes bit 0 (DEBUG) not supported by this host"));
+        assert!(
+            r.message
+                .starts_with("TDX attributes bit 0 (DEBUG) not supported by this host")
+        );
         assert_eq!(tdx_xfam(&caps, 0x3, 0x6_0000).unwrap().granted, 0x6_0003);
         let r = tdx_xfam(&caps, 1 << 19, 0).unwrap_err();
         assert!(r.message.contains("bit 19 (APX)"), "{}", r.message);
@@ -1246,8 +1328,16 @@ mod tests {
             tdx_supported_attrs: mem_enc_cap::not_available(),
             ..caps
         };
-        assert_eq!(not_enabled.tdx_supported_attrs.status, MEM_ENC_CAP_NOT_AVAILABLE);
-        assert!(tdx_xfam(&not_enabled, 0, 0).unwrap_err().message.contains("lacks bit 5"));
+        assert_eq!(
+            not_enabled.tdx_supported_attrs.status,
+            MEM_ENC_CAP_NOT_AVAILABLE
+        );
+        assert!(
+            tdx_xfam(&not_enabled, 0, 0)
+                .unwrap_err()
+                .message
+                .contains("lacks bit 5")
+        );
     }
 
     #[test]
@@ -1276,7 +1366,10 @@ mod tests {
                 tdx_xfam: 0,
             }
         );
-        assert!(note.contains("vmsa_features 0x20, ghcb_version 2, policy 0x30000"), "{note}");
+        assert!(
+            note.contains("vmsa_features 0x20, ghcb_version 2, policy 0x30000"),
+            "{note}"
+        );
     }
 
     #[test]
@@ -1287,7 +1380,10 @@ mod tests {
             ..Default::default()
         };
         let (s, note) = launch(&old_sev_kernel(), &req).unwrap();
-        assert_eq!((s.vm_type, s.create_vm_type, s.legacy, s.ghcb_version), (3, 0, 1, 1));
+        assert_eq!(
+            (s.vm_type, s.create_vm_type, s.legacy, s.ghcb_version),
+            (3, 0, 1, 1)
+        );
         assert_eq!(s.vmsa_features, 0);
         assert!(note.contains("legacy init path"), "{note}");
     }

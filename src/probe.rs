@@ -22,9 +22,8 @@ use crate::uapi::{
     KVM_CAP_GUEST_MEMFD, KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_VM_TYPES, KVM_CHECK_EXTENSION,
     KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_DEVICE_ATTR, KVM_MAX_CPUID_ENTRIES,
     KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_ENCRYPT_OP, KVM_X86_DEFAULT_VM, KVM_X86_GRP_SEV,
-    KVM_X86_SEV_SNP_REQ_CERTS, KVM_X86_SEV_VMSA_FEATURES, KVM_X86_SNP_POLICY_BITS,
-    KVM_X86_SNP_VM, KVM_X86_TDX_VM, kvm_cpuid_entry2, kvm_device_attr, kvm_tdx_capabilities,
-    kvm_tdx_cmd, tdx_id,
+    KVM_X86_SEV_SNP_REQ_CERTS, KVM_X86_SEV_VMSA_FEATURES, KVM_X86_SNP_POLICY_BITS, KVM_X86_SNP_VM,
+    KVM_X86_TDX_VM, kvm_cpuid_entry2, kvm_device_attr, kvm_tdx_capabilities, kvm_tdx_cmd, tdx_id,
 };
 use crate::vendor::Vendor;
 
@@ -47,7 +46,7 @@ pub const MEM_ENC_CAP_ERROR: u32 = 5;
 
 /// The SNP guest-policy bits kernels accept when they do not publish `KVM_X86_SNP_POLICY_BITS`
 /// (the original `SNP_POLICY_MASK_VALID`: bits 0-17, 19 and 20).
-pub const MEM_ENC_SNP_POLICY_BITS_STATIC: u64 = 0x1B_FFFFu64;
+pub const MEM_ENC_SNP_POLICY_BITS_STATIC: u64 = ((1u64 << 18) - 1) | (1u64 << 19) | (1u64 << 20);
 
 /// `mem_enc_caps.features`: the descriptor probed belongs to memenc's simulated host; every
 /// value below is the simulated profile's, not this machine's.
@@ -128,9 +127,12 @@ pub struct mem_enc_caps {
     pub tdx_supported_xfam: mem_enc_cap,
     /// TDX: how many configurable CPUID leaves `KVM_TDX_CAPABILITIES` reported.
     pub tdx_cpuid_configs: mem_enc_cap,
-    /// `KVM_CAP_GUEST_MEMFD` (non-zero: `KVM_CREATE_GUEST_MEMFD` works).
+    /// `KVM_CAP_GUEST_MEMFD` (non-zero: `KVM_CREATE_GUEST_MEMFD` works). For capabilities,
+    /// NOT_SUPPORTED means the kernel answered 0.
     pub guest_memfd: mem_enc_cap,
-    /// `KVM_CAP_MEMORY_ATTRIBUTES`: the `KVM_MEMORY_ATTRIBUTE_*` bits supported (8: PRIVATE).
+    /// `KVM_CAP_MEMORY_ATTRIBUTES` on /dev/kvm: the `KVM_MEMORY_ATTRIBUTE_*` bits supported
+    /// (8: PRIVATE). 0 (NOT_SUPPORTED) on kernels without it, and on hosts where no VM type
+    /// has private memory.
     pub memory_attributes: mem_enc_cap,
 }
 
@@ -664,6 +666,11 @@ mod tests {
         };
         caps.summarize();
         assert_eq!(caps.features, MEM_ENC_CAPS_SIMULATED);
+    }
+
+    #[test]
+    fn static_policy_mask_is_the_original_kernel_value() {
+        assert_eq!(MEM_ENC_SNP_POLICY_BITS_STATIC, 0x1B_FFFF);
     }
 
     #[test]

@@ -251,23 +251,25 @@ pub unsafe extern "C" fn mem_enc_negotiate_vm_type(
     boundary(|| {
         // SAFETY: forwarded from the caller.
         unsafe {
-            level(caps, caps_size, out, |c| match negotiate::vm_type(c, accept) {
-                Ok(VmChoice {
-                    vm_type,
-                    create_vm_type,
-                    init_path,
-                    note,
-                }) => {
-                    let out = mem_enc_negotiation {
-                        granted: 1u64 << vm_type,
+            level(caps, caps_size, out, |c| {
+                match negotiate::vm_type(c, accept) {
+                    Ok(VmChoice {
                         vm_type,
                         create_vm_type,
                         init_path,
-                        ..Default::default()
-                    };
-                    (out, note, 0)
+                        note,
+                    }) => {
+                        let out = mem_enc_negotiation {
+                            granted: 1u64 << vm_type,
+                            vm_type,
+                            create_vm_type,
+                            init_path,
+                            ..Default::default()
+                        };
+                        (out, note, 0)
+                    }
+                    Err(r) => negotiation_of(&Err(r)),
                 }
-                Err(r) => negotiation_of(&Err(r)),
             })
         }
     })
@@ -434,7 +436,12 @@ pub unsafe extern "C" fn mem_enc_negotiate_launch(
         }
         // SAFETY: forwarded from the caller.
         let request = unsafe {
-            copy_struct_from_user(req, req_size, MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize, MAX)
+            copy_struct_from_user(
+                req,
+                req_size,
+                MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize,
+                MAX,
+            )
         };
         // SAFETY: forwarded from the caller.
         let inputs = request.and_then(|r| unsafe { caps_from(caps, caps_size) }.map(|c| (c, r)));
@@ -481,7 +488,8 @@ mod tests {
         // A non-zero tail is refused.
         big[199] = 1;
         // SAFETY: as above.
-        let r = unsafe { copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 200, 192, 4096) };
+        let r =
+            unsafe { copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 200, 192, 4096) };
         assert_eq!(r, Err(Errno(libc::E2BIG)));
         // Smaller than VER0, NULL, too large.
         // SAFETY: sizes are rejected before any read.
@@ -504,7 +512,9 @@ mod tests {
         // SAFETY: 48 writable bytes.
         unsafe { copy_struct_to_user(small.as_mut_ptr().cast::<mem_enc_caps>(), 48, &caps) };
         // SAFETY: 48 readable bytes; ver0 lowered to model an older, smaller struct.
-        let prefix = unsafe { copy_struct_from_user::<mem_enc_caps>(small.as_ptr().cast(), 48, 48, 4096) }.unwrap();
+        let prefix =
+            unsafe { copy_struct_from_user::<mem_enc_caps>(small.as_ptr().cast(), 48, 48, 4096) }
+                .unwrap();
         assert_eq!(prefix.vm_types, caps.vm_types);
         assert_eq!(prefix.memory_attributes, mem_enc_cap::default());
     }
