@@ -174,3 +174,56 @@ fn negotiating_any_confidential_vm_type_is_refused_with_a_reason() {
     let msg = unsafe { CStr::from_ptr(msg.as_ptr()) }.to_str().unwrap();
     assert!(msg.contains("SEV-SNP:"), "{msg}");
 }
+
+#[test]
+fn feature_levels_on_this_host_name_what_is_missing() {
+    if !kvm_present() {
+        return;
+    }
+    use memenc::capi::probe::{
+        mem_enc_negotiate_snp_policy, mem_enc_negotiate_tdx_attributes,
+        mem_enc_negotiate_vmsa_features,
+    };
+    let caps = probe_c(-1);
+    let size = size_of::<mem_enc_caps>();
+    let text = |out: &mem_enc_negotiation| {
+        // SAFETY: NUL-terminated by the library.
+        unsafe { CStr::from_ptr(out.message.as_ptr()) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut out = mem_enc_negotiation::default();
+    // SAFETY: valid pointers and sizes throughout.
+    unsafe {
+        let r = mem_enc_negotiate_vmsa_features(
+            &caps,
+            size,
+            MEM_ENC_VM_TYPE_SEV_ES,
+            MEM_ENC_SEV_FEAT_DEBUG_SWAP,
+            0,
+            &mut out,
+        );
+        assert_eq!(r, -libc::EOPNOTSUPP);
+        assert_eq!(out.missing, MEM_ENC_SEV_FEAT_DEBUG_SWAP);
+        assert!(
+            text(&out).starts_with("vmsa_features bit 5 (DEBUG_SWAP) not supported by this host"),
+            "{}",
+            text(&out)
+        );
+        let r = mem_enc_negotiate_snp_policy(&caps, size, 0, 0, &mut out);
+        assert_eq!(r, -libc::EOPNOTSUPP);
+        assert!(
+            text(&out).contains("SEV-SNP is not available"),
+            "{}",
+            text(&out)
+        );
+        let r = mem_enc_negotiate_tdx_attributes(&caps, size, 0, 0, &mut out);
+        assert_eq!(r, -libc::EOPNOTSUPP);
+        assert!(
+            text(&out).contains("TDX is not available"),
+            "{}",
+            text(&out)
+        );
+    }
+}
