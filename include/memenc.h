@@ -96,6 +96,319 @@
 #define MEM_ENC_VERSION_PATCH 0
 
 /**
+ * VM type (the `KVM_CREATE_VM` argument): the default, unencrypted VM.
+ */
+#define MEM_ENC_VM_TYPE_DEFAULT 0
+
+/**
+ * VM type: SEV (initialised with KVM_SEV_INIT2).
+ */
+#define MEM_ENC_VM_TYPE_SEV 2
+
+/**
+ * VM type: SEV-ES.
+ */
+#define MEM_ENC_VM_TYPE_SEV_ES 3
+
+/**
+ * VM type: SEV-SNP.
+ */
+#define MEM_ENC_VM_TYPE_SNP 4
+
+/**
+ * VM type: TDX.
+ */
+#define MEM_ENC_VM_TYPE_TDX 5
+
+/**
+ * The VM types negotiation chooses among, as a mask (bit n: type n).
+ */
+#define MEM_ENC_VM_TYPES_CONFIDENTIAL ((((1u << 2) | (1u << 3)) | (1u << 4)) | (1u << 5))
+
+/**
+ * How the chosen VM is initialised: nothing chosen.
+ */
+#define MEM_ENC_INIT_NONE 0
+
+/**
+ * `KVM_SEV_INIT2` on a VM of the chosen SEV type.
+ */
+#define MEM_ENC_INIT_SEV_INIT2 1
+
+/**
+ * Legacy `KVM_SEV_INIT` on a default VM (kernels without INIT2). Measurement: `vmsa_features`
+ * 0, GHCB version 0.
+ */
+#define MEM_ENC_INIT_SEV_LEGACY 2
+
+/**
+ * Legacy `KVM_SEV_ES_INIT` on a default VM (kernels without INIT2). Measurement differs from
+ * INIT2 SEV-ES: no FPU/AVX state in the VMSA, `vmsa_features` 0, GHCB version 1.
+ */
+#define MEM_ENC_INIT_SEV_ES_LEGACY 3
+
+/**
+ * `KVM_TDX_INIT_VM` on a TDX VM.
+ */
+#define MEM_ENC_INIT_TDX 4
+
+/**
+ * SEV `vmsa_features` bit 0: SNP is active. KVM sets it itself for SNP VMs; never request it.
+ */
+#define MEM_ENC_SEV_FEAT_SNP_ACTIVE (1ull << 0)
+
+/**
+ * SEV `vmsa_features` bit 3: restricted interrupt injection.
+ */
+#define MEM_ENC_SEV_FEAT_RESTRICTED_INJECTION (1ull << 3)
+
+/**
+ * SEV `vmsa_features` bit 4: alternate interrupt injection.
+ */
+#define MEM_ENC_SEV_FEAT_ALTERNATE_INJECTION (1ull << 4)
+
+/**
+ * SEV `vmsa_features` bit 5: debug registers swapped on world switch.
+ */
+#define MEM_ENC_SEV_FEAT_DEBUG_SWAP (1ull << 5)
+
+/**
+ * SEV `vmsa_features` bit 7: branch target buffer isolation.
+ */
+#define MEM_ENC_SEV_FEAT_BTB_ISOLATION (1ull << 7)
+
+/**
+ * SEV `vmsa_features` bit 9: Secure TSC (SNP VMs only).
+ */
+#define MEM_ENC_SEV_FEAT_SECURE_TSC (1ull << 9)
+
+/**
+ * SEV `vmsa_features` bit 16: Secure AVIC.
+ */
+#define MEM_ENC_SEV_FEAT_SECURE_AVIC (1ull << 16)
+
+/**
+ * SEV `vmsa_features` bit 21: IBPB on entry.
+ */
+#define MEM_ENC_SEV_FEAT_IBPB_ON_ENTRY (1ull << 21)
+
+/**
+ * SNP guest policy bits 0-7: minimum firmware API minor version (a value, not flags).
+ */
+#define MEM_ENC_SNP_POLICY_API_MINOR_MASK 255ull
+
+/**
+ * SNP guest policy bits 8-15: minimum firmware API major version (a value, not flags).
+ */
+#define MEM_ENC_SNP_POLICY_API_MAJOR_MASK (255ull << 8)
+
+/**
+ * SNP guest policy bit 16: SMT allowed.
+ */
+#define MEM_ENC_SNP_POLICY_SMT (1ull << 16)
+
+/**
+ * SNP guest policy bit 17: reserved, must be one (negotiation sets it).
+ */
+#define MEM_ENC_SNP_POLICY_RSVD_MBO (1ull << 17)
+
+/**
+ * SNP guest policy bit 18: migration agent allowed.
+ */
+#define MEM_ENC_SNP_POLICY_MIGRATE_MA (1ull << 18)
+
+/**
+ * SNP guest policy bit 19: debugging allowed.
+ */
+#define MEM_ENC_SNP_POLICY_DEBUG (1ull << 19)
+
+/**
+ * SNP guest policy bit 20: single socket only.
+ */
+#define MEM_ENC_SNP_POLICY_SINGLE_SOCKET (1ull << 20)
+
+/**
+ * SNP guest policy bit 21: CXL may be used for guest memory.
+ */
+#define MEM_ENC_SNP_POLICY_CXL_ALLOW (1ull << 21)
+
+/**
+ * SNP guest policy bit 22: AES-256-XTS memory encryption required.
+ */
+#define MEM_ENC_SNP_POLICY_MEM_AES_256_XTS (1ull << 22)
+
+/**
+ * SNP guest policy bit 23: RAPL must be disabled.
+ */
+#define MEM_ENC_SNP_POLICY_RAPL_DIS (1ull << 23)
+
+/**
+ * SNP guest policy bit 24: ciphertext hiding for DRAM required.
+ */
+#define MEM_ENC_SNP_POLICY_CIPHERTEXT_HIDING_DRAM (1ull << 24)
+
+/**
+ * SNP guest policy bit 25: page swap disabled.
+ */
+#define MEM_ENC_SNP_POLICY_PAGE_SWAP_DISABLE (1ull << 25)
+
+/**
+ * TDX TD attribute bit 0: off-TD debug.
+ */
+#define MEM_ENC_TDX_ATTR_DEBUG (1ull << 0)
+
+/**
+ * TDX TD attribute bit 28: EPT violations are not converted to #VE for the guest. The only
+ * attribute KVM supports today.
+ */
+#define MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE (1ull << 28)
+
+/**
+ * TDX TD attribute bit 29: migratable TD.
+ */
+#define MEM_ENC_TDX_ATTR_MIGRATABLE (1ull << 29)
+
+/**
+ * TDX TD attribute bit 30: protection keys for supervisor pages.
+ */
+#define MEM_ENC_TDX_ATTR_PKS (1ull << 30)
+
+/**
+ * TDX TD attribute bit 31: key locker.
+ */
+#define MEM_ENC_TDX_ATTR_KL (1ull << 31)
+
+/**
+ * TDX TD attribute bit 63: perfmon virtualisation.
+ */
+#define MEM_ENC_TDX_ATTR_PERFMON (1ull << 63)
+
+/**
+ * The largest GHCB protocol version KVM implements (`GHCB_VERSION_MAX`).
+ */
+#define MEM_ENC_GHCB_VERSION_MAX 2
+
+/**
+ * Length of `mem_enc_negotiation.message`, NUL included.
+ */
+#define MEM_ENC_MESSAGE_LEN 512
+
+/**
+ * The first published size of `struct mem_enc_launch_request`.
+ */
+#define MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 72
+
+/**
+ * The first published size of `struct mem_enc_launch_settings`.
+ */
+#define MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 56
+
+/**
+ * Status of one probed fact: the field was not filled in (a zero-filled struct, or a field
+ * newer than the library that filled it).
+ */
+#define MEM_ENC_CAP_UNKNOWN 0
+
+/**
+ * Status of one probed fact: `value` is what the host reported.
+ */
+#define MEM_ENC_CAP_KNOWN 1
+
+/**
+ * Status of one probed fact: this host cannot have it (another CPU vendor, or the technology
+ * is not enabled, e.g. its VM type is missing from `KVM_CAP_VM_TYPES`), so it was not asked.
+ */
+#define MEM_ENC_CAP_NOT_AVAILABLE 2
+
+/**
+ * Status of one probed fact: the kernel was asked and does not publish it (an older kernel,
+ * or a KVM module without that interface); `err` holds the kernel's answer, e.g. `-ENXIO`.
+ */
+#define MEM_ENC_CAP_NOT_SUPPORTED 3
+
+/**
+ * Status of one probed fact: the kernel does not publish it, and `value` is the documented
+ * fixed value of kernels that do not (SNP policy bits: `MEM_ENC_SNP_POLICY_BITS_STATIC`).
+ */
+#define MEM_ENC_CAP_DEFAULTED 4
+
+/**
+ * Status of one probed fact: the query failed for another reason; `err` holds `-errno`.
+ */
+#define MEM_ENC_CAP_ERROR 5
+
+/**
+ * The SNP guest-policy bits kernels accept when they do not publish `KVM_X86_SNP_POLICY_BITS`
+ * (the original `SNP_POLICY_MASK_VALID`: bits 0-17, 19 and 20).
+ */
+#define MEM_ENC_SNP_POLICY_BITS_STATIC ((((1ull << 18) - 1) | (1ull << 19)) | (1ull << 20))
+
+/**
+ * `mem_enc_caps.features`: the descriptor probed belongs to memenc's simulated host; every
+ * value below is the simulated profile's, not this machine's.
+ */
+#define MEM_ENC_CAPS_SIMULATED (1u << 0)
+
+/**
+ * `mem_enc_caps.features`: SEV guests can be created (VM type SEV, or the legacy KVM_SEV_INIT
+ * on a default VM).
+ */
+#define MEM_ENC_CAPS_SEV (1u << 1)
+
+/**
+ * `mem_enc_caps.features`: SEV-ES guests can be created (VM type SEV-ES; on kernels without
+ * KVM_SEV_INIT2 this is assumed from the legacy SEV path, and KVM_SEV_ES_INIT answers
+ * `-ENOTTY` if SEV-ES is disabled).
+ */
+#define MEM_ENC_CAPS_SEV_ES (1u << 2)
+
+/**
+ * `mem_enc_caps.features`: SEV-SNP guests can be created (VM type SNP).
+ */
+#define MEM_ENC_CAPS_SNP (1u << 3)
+
+/**
+ * `mem_enc_caps.features`: TDX guests can be created and `KVM_TDX_CAPABILITIES` answered.
+ */
+#define MEM_ENC_CAPS_TDX (1u << 4)
+
+/**
+ * `mem_enc_caps.features`: the kernel has KVM_SEV_INIT2 (it publishes the VMSA features).
+ */
+#define MEM_ENC_CAPS_SEV_INIT2 (1u << 5)
+
+/**
+ * `mem_enc_caps.features`: the legacy KVM_SEV_INIT / KVM_SEV_ES_INIT path on a default VM
+ * exists (the NULL probe on a default VM answered 0, or -EFAULT on older kernels).
+ */
+#define MEM_ENC_CAPS_SEV_LEGACY_INIT (1u << 6)
+
+/**
+ * `mem_enc_caps.features`: SNP certificate requests (`KVM_EXIT_SNP_REQ_CERTS`) are supported.
+ */
+#define MEM_ENC_CAPS_SNP_REQ_CERTS (1u << 7)
+
+/**
+ * `mem_enc_caps.features`: `KVM_CREATE_GUEST_MEMFD` is supported.
+ */
+#define MEM_ENC_CAPS_GUEST_MEMFD (1u << 8)
+
+/**
+ * `mem_enc_caps.features`: `KVM_SET_MEMORY_ATTRIBUTES` can mark memory private.
+ */
+#define MEM_ENC_CAPS_PRIVATE_MEMORY (1u << 9)
+
+/**
+ * The first published size of `struct mem_enc_caps`; `mem_enc_probe()` refuses smaller ones.
+ */
+#define MEM_ENC_CAPS_SIZE_VER0 192
+
+/**
+ * The largest `caps_size` accepted (larger sizes are not a plausible struct: `-E2BIG`).
+ */
+#define MEM_ENC_CAPS_SIZE_MAX 4096
+
+/**
  * The SEV view of the status word: written back by the kernel (`error`) or supplied by the
  * caller (`sev_fd`, a `/dev/sev` descriptor).
  */
@@ -149,6 +462,239 @@ struct mem_enc_cmd {
    * Firmware status (written back) and, for SEV, the `/dev/sev` descriptor.
    */
   union mem_enc_cmd_status status;
+};
+
+/**
+ * One probed fact: its status (`MEM_ENC_CAP_*`), the errno of the query, and the value.
+ */
+struct mem_enc_cap {
+  /**
+   * `MEM_ENC_CAP_KNOWN`, `_NOT_AVAILABLE`, `_NOT_SUPPORTED`, `_DEFAULTED`, `_ERROR`, or
+   * `_UNKNOWN` (0) when not filled in.
+   */
+  uint32_t status;
+  /**
+   * The query's result: 0, or the kernel's `-errno` (e.g. `-ENXIO` for an attribute the
+   * kernel does not publish). `sev_null_probe` keeps the kernel's raw answer here.
+   */
+  int32_t err;
+  /**
+   * The value; meaningful when `status` is `MEM_ENC_CAP_KNOWN` or `MEM_ENC_CAP_DEFAULTED`.
+   */
+  uint64_t value;
+};
+
+/**
+ * What this host supports for confidential VMs, filled by `mem_enc_probe()`.
+ *
+ * Growing struct: fields are only ever appended. A caller built against an older header passes
+ * its smaller size and gets the prefix; a caller built against a newer one gets a zeroed tail
+ * (status `MEM_ENC_CAP_UNKNOWN`). `MEM_ENC_CAPS_SIZE_VER0` is the first size.
+ */
+struct mem_enc_caps {
+  /**
+   * The size of this struct in the library that filled it (it may exceed the caller's).
+   */
+  uint32_t size;
+  /**
+   * `MEM_ENC_VENDOR_*` of the host (simulated hosts: the profile's vendor).
+   */
+  uint32_t vendor;
+  /**
+   * Summary: `MEM_ENC_CAPS_*` bits, derived from the facts below.
+   */
+  uint32_t features;
+  /**
+   * Zero.
+   */
+  uint32_t reserved;
+  /**
+   * `KVM_GET_API_VERSION` (12 on every kernel since 2.6.22).
+   */
+  struct mem_enc_cap api_version;
+  /**
+   * `KVM_CAP_VM_TYPES`: bit n set means VM type n can be created. NOT_SUPPORTED (value 0)
+   * on kernels before 6.8, which create only the default type.
+   */
+  struct mem_enc_cap vm_types;
+  /**
+   * SEV: `KVM_X86_SEV_VMSA_FEATURES`, the bits `kvm_sev_init.vmsa_features` accepts.
+   * KNOWN means the kernel has KVM_SEV_INIT2; NOT_SUPPORTED means legacy INIT/ES_INIT only.
+   */
+  struct mem_enc_cap sev_vmsa_features;
+  /**
+   * SNP: `KVM_X86_SNP_POLICY_BITS`, the guest-policy bits SNP_LAUNCH_START accepts;
+   * DEFAULTED (`MEM_ENC_SNP_POLICY_BITS_STATIC`) on SNP kernels that do not publish it.
+   */
+  struct mem_enc_cap snp_policy_bits;
+  /**
+   * SNP: `KVM_X86_SEV_SNP_REQ_CERTS` (1: `KVM_EXIT_SNP_REQ_CERTS` is supported).
+   */
+  struct mem_enc_cap snp_req_certs;
+  /**
+   * SEV: `KVM_MEMORY_ENCRYPT_OP(NULL)` on a scratch default VM. `err` is the raw answer:
+   * 0 (SEV enabled), -EFAULT (older kernel with the SEV path), -ENOTTY (no SEV backend);
+   * `value` is 1 when the SEV path exists.
+   */
+  struct mem_enc_cap sev_null_probe;
+  /**
+   * TDX: `supported_attrs` from `KVM_TDX_CAPABILITIES` (the TD attribute bits allowed).
+   */
+  struct mem_enc_cap tdx_supported_attrs;
+  /**
+   * TDX: `supported_xfam` from `KVM_TDX_CAPABILITIES` (the XFAM bits allowed).
+   */
+  struct mem_enc_cap tdx_supported_xfam;
+  /**
+   * TDX: how many configurable CPUID leaves `KVM_TDX_CAPABILITIES` reported.
+   */
+  struct mem_enc_cap tdx_cpuid_configs;
+  /**
+   * `KVM_CAP_GUEST_MEMFD` (non-zero: `KVM_CREATE_GUEST_MEMFD` works). For capabilities,
+   * NOT_SUPPORTED means the kernel answered 0.
+   */
+  struct mem_enc_cap guest_memfd;
+  /**
+   * `KVM_CAP_MEMORY_ATTRIBUTES` on /dev/kvm: the `KVM_MEMORY_ATTRIBUTE_*` bits supported
+   * (8: PRIVATE). 0 (NOT_SUPPORTED) on kernels without it, and on hosts where no VM type
+   * has private memory.
+   */
+  struct mem_enc_cap memory_attributes;
+};
+
+/**
+ * The answer of one negotiation level (`mem_enc_negotiate_*`), written on success and on a
+ * refusal (`-EOPNOTSUPP`, `-EINVAL`), so the reason can be shown.
+ */
+struct mem_enc_negotiation {
+  /**
+   * The granted bits: every required bit plus the supported optional ones (VM type level:
+   * the bit of the chosen type). 0 on a refusal.
+   */
+  uint64_t granted;
+  /**
+   * On a refusal: the required bits the host lacks or that may not be requested.
+   */
+  uint64_t missing;
+  /**
+   * VM type level: the chosen technology (`MEM_ENC_VM_TYPE_*`); otherwise 0.
+   */
+  uint32_t vm_type;
+  /**
+   * VM type level: the `KVM_CREATE_VM` argument (0: default VM on the legacy SEV path).
+   */
+  uint32_t create_vm_type;
+  /**
+   * VM type level: `MEM_ENC_INIT_*`, how to initialise the VM.
+   */
+  uint32_t init_path;
+  /**
+   * Zero.
+   */
+  uint32_t reserved;
+  /**
+   * NUL-terminated sentence: what was granted, or which bits are missing and why, e.g.
+   * "vmsa_features bit 5 (DEBUG_SWAP) not supported by this host ...". Truncated to fit.
+   */
+  char message[MEM_ENC_MESSAGE_LEN];
+};
+
+/**
+ * What a VMM asks for a launch; zero fields ask for nothing (and `ghcb_version` 0 for the
+ * default). Growing struct, passed with its size.
+ */
+struct mem_enc_launch_request {
+  /**
+   * The VM types the caller accepts (bit n: type n; `MEM_ENC_VM_TYPES_CONFIDENTIAL` bits).
+   */
+  uint32_t accept_vm_types;
+  /**
+   * SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT).
+   */
+  uint32_t ghcb_version;
+  /**
+   * SEV-ES/SNP `vmsa_features` the VM must have.
+   */
+  uint64_t vmsa_features_required;
+  /**
+   * SEV-ES/SNP `vmsa_features` the VM gets if the host has them.
+   */
+  uint64_t vmsa_features_optional;
+  /**
+   * SNP policy: feature bits that must be set, plus the minimum firmware API in bits 0-15.
+   */
+  uint64_t snp_policy_required;
+  /**
+   * SNP policy feature bits set if the host supports them.
+   */
+  uint64_t snp_policy_optional;
+  /**
+   * TDX attributes that must be set.
+   */
+  uint64_t tdx_attributes_required;
+  /**
+   * TDX attributes set if supported.
+   */
+  uint64_t tdx_attributes_optional;
+  /**
+   * TDX XFAM bits that must be set.
+   */
+  uint64_t tdx_xfam_required;
+  /**
+   * TDX XFAM bits set if supported.
+   */
+  uint64_t tdx_xfam_optional;
+};
+
+/**
+ * The negotiated launch: what to create and pass to the kernel. Everything here except
+ * `create_vm_type` enters what a guest owner must reproduce to compute the expected launch
+ * measurement (SEV-ES/SNP: VM type and init path decide whether the FPU/AVX state is in the
+ * VMSA, `vmsa_features` and `ghcb_version` are in the VMSA, `snp_policy` is in the launch
+ * digest's inputs; TDX: `tdx_attributes` and `tdx_xfam` are in the TD report). Fields that do
+ * not apply to the chosen VM type are 0.
+ */
+struct mem_enc_launch_settings {
+  /**
+   * `MEM_ENC_VENDOR_*`.
+   */
+  uint32_t vendor;
+  /**
+   * The technology: `MEM_ENC_VM_TYPE_SEV`, `_SEV_ES`, `_SNP` or `_TDX`.
+   */
+  uint32_t vm_type;
+  /**
+   * The `KVM_CREATE_VM` argument (0 on the legacy SEV path).
+   */
+  uint32_t create_vm_type;
+  /**
+   * `MEM_ENC_INIT_*`: KVM_SEV_INIT2, legacy KVM_SEV_INIT / KVM_SEV_ES_INIT, or KVM_TDX_INIT_VM.
+   */
+  uint32_t init_path;
+  /**
+   * The GHCB version to pass (`kvm_sev_init.ghcb_version`; legacy ES_INIT: 1, implied).
+   */
+  uint32_t ghcb_version;
+  /**
+   * 1 when the legacy INIT/ES_INIT path is used (a different launch measurement).
+   */
+  uint32_t legacy;
+  /**
+   * `kvm_sev_init.vmsa_features`.
+   */
+  uint64_t vmsa_features;
+  /**
+   * `kvm_sev_snp_launch_start.policy` (bit 17 set).
+   */
+  uint64_t snp_policy;
+  /**
+   * `kvm_tdx_init_vm.attributes`.
+   */
+  uint64_t tdx_attributes;
+  /**
+   * `kvm_tdx_init_vm.xfam`.
+   */
+  uint64_t tdx_xfam;
 };
 
 #ifdef __cplusplus
@@ -237,6 +783,184 @@ uint32_t mem_enc_host_vendor(void);
  * through `mem_enc_op()` only with `flags` 0).
  */
 uint32_t mem_enc_cmd_flags_supported(uint32_t vendor, uint32_t id);
+
+/**
+ * Probes this host's support for confidential VMs: CPU vendor, KVM API version, VM types,
+ * SEV VMSA features / SNP policy bits / REQ_CERTS / INIT2 (device attributes on /dev/kvm), the
+ * NULL-probe answer on a scratch default VM (AMD), `KVM_TDX_CAPABILITIES` on a scratch TDX VM
+ * (when VM type TDX exists), guest_memfd and memory attributes. Each fact has a status
+ * (`MEM_ENC_CAP_*`) telling known values from "not available on this host" and "not supported
+ * by this kernel". Scratch VMs are closed before return.
+ *
+ * Arguments:
+ *  "kvm_fd"    - an open /dev/kvm descriptor (borrowed, never closed; it may be a simulated
+ *                one), or -1 to open /dev/kvm (read-write, close-on-exec; closed again).
+ *  "caps"      - where the answer goes.
+ *  "caps_size" - sizeof(*caps) as the caller knows it, at least `MEM_ENC_CAPS_SIZE_VER0`. A
+ *                smaller struct than this library's gets the prefix; a larger one a zeroed tail.
+ *
+ * Cached per host (the device number of /dev/kvm, or the inode of another descriptor; never
+ * the descriptor number): with kvm_fd -1 a cached answer costs no system call, with a caller
+ * descriptor one fstat(). Simulated descriptors are never cached. Thread-safe and lock-free,
+ * so safe in a child after fork(). `mem_enc_probe_invalidate()` forgets the cache.
+ *
+ * Returns: 0 (`*caps` written), or a negative errno (`*caps` untouched):
+ *  -EINVAL  caps is NULL, or caps_size < MEM_ENC_CAPS_SIZE_VER0
+ *  -E2BIG   caps_size > MEM_ENC_CAPS_SIZE_MAX
+ *  -EBADF   kvm_fd is negative but not -1, or not open
+ *  -ENOTTY  kvm_fd is not a /dev/kvm descriptor
+ *  -ENOENT, -EACCES, ...  opening /dev/kvm failed (kvm_fd -1)
+ *
+ * # Safety
+ * `caps` must be NULL or valid for writing `caps_size` bytes.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_probe(int kvm_fd, struct mem_enc_caps *caps, size_t caps_size);
+
+/**
+ * Forgets every cached probe answer, so the next `mem_enc_probe()` asks the kernel again (for
+ * tests, or after a KVM module was reloaded with other parameters).
+ */
+void mem_enc_probe_invalidate(void);
+
+/**
+ * Negotiation, level 1: the best confidential VM type among those the caller accepts that
+ * this host can create (SNP > SEV-ES > SEV on AMD; TDX on Intel), and how to initialise it:
+ * KVM_SEV_INIT2, or on kernels without INIT2 the legacy KVM_SEV_INIT / KVM_SEV_ES_INIT on a
+ * default VM (`out->create_vm_type` 0; a different launch measurement).
+ *
+ * Arguments:
+ *  "caps"      - a probe answer (`mem_enc_probe()`, or hand-built), or NULL to probe /dev/kvm
+ *                (cached).
+ *  "caps_size" - sizeof(*caps) as the caller knows it (growing-struct rules: a larger struct
+ *                must have an all-zero tail, else -E2BIG).
+ *  "accept"    - accepted VM types, bit n for type n: (1u << MEM_ENC_VM_TYPE_SNP) | ...
+ *  "out"       - the answer: `vm_type`, `create_vm_type`, `init_path`, `granted` (the chosen
+ *                type's bit) and a message; written on success and on a refusal.
+ *
+ * Returns: 0, or
+ *  -EOPNOTSUPP  no accepted type is available; `out->message` says why for each one
+ *  -EINVAL      `accept` is 0 or has bits other than SEV, SEV-ES, SNP, TDX; out or caps bad
+ *  -E2BIG       caps has a non-zero tail beyond what this library knows
+ *
+ * # Safety
+ * `caps` must be NULL or valid for reading `caps_size` bytes; `out` must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_negotiate_vm_type(const struct mem_enc_caps *caps,
+                              size_t caps_size,
+                              uint32_t accept,
+                              struct mem_enc_negotiation *out);
+
+/**
+ * Negotiation, level 2 (SEV): `kvm_sev_init.vmsa_features` for a VM of `vm_type`. Plain SEV
+ * and the legacy INIT path take none; SECURE_TSC (bit 9) is SNP-only; SNP_ACTIVE (bit 0) is
+ * set by KVM itself and asking for it is -EINVAL.
+ *
+ * Arguments:
+ *  "caps", "caps_size" - as for `mem_enc_negotiate_vm_type()`.
+ *  "vm_type"  - `MEM_ENC_VM_TYPE_SEV`, `_SEV_ES` or `_SNP`.
+ *  "required" - bits the VM must have; "optional" - bits it gets if the host has them.
+ *  "out"      - `granted` (required plus the supported optional bits), `missing`, message.
+ *
+ * Returns: 0, -EOPNOTSUPP (a required bit is not supported; `out->missing` has it and
+ * `out->message` names it, e.g. "vmsa_features bit 5 (DEBUG_SWAP) not supported by this
+ * host"), -EINVAL (bit 0 asked, or vm_type is not a SEV type), -E2BIG (caps tail).
+ *
+ * # Safety
+ * As `mem_enc_negotiate_vm_type()`.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_negotiate_vmsa_features(const struct mem_enc_caps *caps,
+                                    size_t caps_size,
+                                    uint32_t vm_type,
+                                    uint64_t required,
+                                    uint64_t optional,
+                                    struct mem_enc_negotiation *out);
+
+/**
+ * Negotiation, level 2 (SNP): the guest policy for SNP_LAUNCH_START. Bits 0-15 of `required`
+ * are the minimum firmware API version (minor in 0-7, major in 8-15): values, passed through;
+ * `optional` must have none there (-EINVAL). Bit 17 (must be one) is set for the caller. Other
+ * bits must be ones the kernel publishes (`KVM_X86_SNP_POLICY_BITS`; on SNP kernels without it,
+ * the static `MEM_ENC_SNP_POLICY_BITS_STATIC`, and the message says so).
+ *
+ * Arguments and returns: as `mem_enc_negotiate_vmsa_features()`; -EOPNOTSUPP also when the
+ * host has no SEV-SNP.
+ *
+ * # Safety
+ * As `mem_enc_negotiate_vm_type()`.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_negotiate_snp_policy(const struct mem_enc_caps *caps,
+                                 size_t caps_size,
+                                 uint64_t required,
+                                 uint64_t optional,
+                                 struct mem_enc_negotiation *out);
+
+/**
+ * Negotiation, level 2 (TDX): `kvm_tdx_init_vm.attributes` against `supported_attrs`.
+ *
+ * Arguments and returns: as `mem_enc_negotiate_vmsa_features()` without `vm_type`;
+ * -EOPNOTSUPP also when the host has no TDX.
+ *
+ * # Safety
+ * As `mem_enc_negotiate_vm_type()`.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_negotiate_tdx_attributes(const struct mem_enc_caps *caps,
+                                     size_t caps_size,
+                                     uint64_t required,
+                                     uint64_t optional,
+                                     struct mem_enc_negotiation *out);
+
+/**
+ * Negotiation, level 2 (TDX): `kvm_tdx_init_vm.xfam` against `supported_xfam`.
+ *
+ * Arguments and returns: as `mem_enc_negotiate_tdx_attributes()`.
+ *
+ * # Safety
+ * As `mem_enc_negotiate_vm_type()`.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_negotiate_tdx_xfam(const struct mem_enc_caps *caps,
+                               size_t caps_size,
+                               uint64_t required,
+                               uint64_t optional,
+                               struct mem_enc_negotiation *out);
+
+/**
+ * Negotiates a whole launch: the VM type, then every setting that applies to it (GHCB
+ * version, vmsa_features, SNP policy; or TDX attributes and XFAM). `*out` states every setting
+ * that changes the launch measurement (legacy vs INIT2 path, vmsa_features, ghcb_version,
+ * policy; TDX attributes and xfam), so a guest owner can compute the expected digest.
+ * Command flags are per command: see `mem_enc_cmd_flags_supported()`.
+ *
+ * Arguments:
+ *  "caps", "caps_size" - as for `mem_enc_negotiate_vm_type()`.
+ *  "req", "req_size"   - the request; at least `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` bytes, a
+ *                        larger one with an all-zero tail.
+ *  "out", "out_size"   - the settings; at least `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0` bytes
+ *                        (a larger struct gets a zeroed tail). Written only on success.
+ *  "msg", "msg_len"    - optional (NULL, 0): a NUL-terminated sentence, the plan on success or
+ *                        the reason on a refusal.
+ *
+ * Returns: 0, -EOPNOTSUPP (something required is not supported here; `msg` names it),
+ * -EINVAL (an invalid request, a NULL pointer or a too small size), -E2BIG (a non-zero tail
+ * in caps or req, or a size above 4096).
+ *
+ * # Safety
+ * `caps` NULL or `caps_size` readable bytes; `req` `req_size` readable bytes; `out`
+ * `out_size` writable bytes; `msg` NULL or `msg_len` writable bytes.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_negotiate_launch(const struct mem_enc_caps *caps,
+                             size_t caps_size,
+                             const struct mem_enc_launch_request *req,
+                             size_t req_size,
+                             struct mem_enc_launch_settings *out,
+                             size_t out_size,
+                             char *msg,
+                             size_t msg_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -14,8 +14,10 @@ pub mod capi;
 pub mod errno;
 /// cbindgen:ignore
 pub mod host;
+pub mod negotiate;
 /// cbindgen:ignore
 pub mod op;
+pub mod probe;
 /// cbindgen:ignore
 pub mod sim;
 /// cbindgen:ignore
