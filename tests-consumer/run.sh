@@ -11,6 +11,10 @@
 #       a parent meson project (parent/) whose subprojects/memenc is SOURCE_ROOT, configured with
 #       that default_library; checks how the program was linked and runs it.
 #
+#   run.sh two-rust BUILD_ROOT RUSTC NATIVE_LIBS...
+#       links BUILD_ROOT/libmemenc.a and a second Rust staticlib (other-rust.rs, built with
+#       RUSTC) into one C program, as a VMM with its own Rust code links memenc; runs it.
+#
 # Temporary files are removed on exit (MEMENC_KEEP_TMP=1 keeps them).
 set -euo pipefail
 
@@ -104,8 +108,21 @@ subproject_consumer() { # source_root mode
     "$proj/build/consumer"
 }
 
+two_rust_staticlibs() { # build_root rustc native_libs...
+    local build=$1 rustc=$2
+    shift 2
+    "$rustc" --edition 2024 --crate-type staticlib --crate-name other_rust -C panic=unwind \
+        -o "$tmp/libother_rust.a" "$here/other-rust.rs"
+    "$cc" -std=c11 -Wall -Wextra -Werror -I"$here/../include" "$here/two-rust.c" -o "$tmp/two-rust" \
+        "$build/libmemenc.a" "$tmp/libother_rust.a" "$@"
+    check_linkage "$tmp/two-rust" static
+    "$tmp/two-rust"
+}
+
 case ${1:-} in
     pkg-config) pkg_config_consumer "$2" "$3" ;;
     subproject) subproject_consumer "$2" "$3" ;;
-    *) echo "usage: $0 pkg-config BUILD_ROOT DEFAULT_LIBRARY | subproject SOURCE_ROOT shared|static" >&2; exit 2 ;;
+    two-rust) shift; two_rust_staticlibs "$@" ;;
+    *) echo "usage: $0 pkg-config BUILD_ROOT DEFAULT_LIBRARY | subproject SOURCE_ROOT shared|static" \
+            "| two-rust BUILD_ROOT RUSTC NATIVE_LIBS..." >&2; exit 2 ;;
 esac
