@@ -26,7 +26,7 @@ library=${3:-shared}
 setup_args=(-Ddefault_library="$library" -Dtests=true -Dexamples=true)
 test_args=(--suite c --suite examples --print-errorlogs --num-processes 2)
 if [[ $kind == asan ]]; then
-    setup_args+=(-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
+    setup_args+=('-Db_sanitize=address,undefined' -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
                  -Dcpp_args=-fno-sanitize-recover=all)
     # meson's defaults plus leak detection; a report aborts the test, which fails it.
     export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:print_summary=1

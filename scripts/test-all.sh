@@ -21,7 +21,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 work=${MEMENC_TEST_DIR:-$root/build-test-all}
 logs=$work/logs
 mkdir -p "$logs"
@@ -50,9 +50,11 @@ install_prerequisites() {
         if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
             say "installing: ${missing[*]}"
             export DEBIAN_FRONTEND=noninteractive
-            apt-get update -qq >"$logs/apt.log" 2>&1 &&
-                apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$logs/apt.log" 2>&1 ||
-                { cat "$logs/apt.log"; say "apt-get install failed"; }
+            if ! { apt-get update -qq &&
+                   apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$logs/apt.log" 2>&1; then
+                cat "$logs/apt.log"
+                say "apt-get install failed; the suites that need ${missing[*]} will fail"
+            fi
         else
             say "missing: ${missing[*]} (install them, or run this as root on Debian/Ubuntu)"
         fi

@@ -71,7 +71,8 @@ pkg_config_consumer() { # build_root default_library
     fi
 
     # The staged tree stands in for the real root: the sysroot prefixes -I and -L.
-    export PKG_CONFIG_LIBDIR=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$dest
+    PKG_CONFIG_LIBDIR=$(dirname "$pc")
+    export PKG_CONFIG_LIBDIR PKG_CONFIG_SYSROOT_DIR=$dest
     unset PKG_CONFIG_PATH
     local static_flag=() cflags libs
     [[ $mode == static ]] && static_flag=(--static)
