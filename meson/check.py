@@ -8,7 +8,10 @@ symbols  for each library: `nm -D --defined-only` == memenc.sym; and the functio
          include/memenc.h == memenc.sym (so an export added in Rust but not listed, or listed
          but not exported, fails here rather than in a consumer's link).
 soname   for each library: `readelf -d` SONAME == the expected one.
+listed   every C/C++ source in a directory is one its meson.build builds (meson has no glob, so
+         a new test or example that nobody listed would silently never run).
 """
+import os
 import argparse
 import re
 import subprocess
@@ -96,6 +99,16 @@ def check_soname(args):
     return rc
 
 
+def check_listed(args):
+    sources = {f for f in os.listdir(args.dir) if f.endswith((".c", ".cc"))}
+    unlisted = sorted(sources - set(args.names))
+    if unlisted:
+        return fail(f"{args.dir}: not built by its meson.build: {unlisted}; add "
+                    + ", ".join(f"'{os.path.splitext(f)[0]}'" for f in unlisted) + " to its list")
+    print(f"ok: {args.dir}: all {len(sources)} sources are built")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="check", required=True)
@@ -113,8 +126,12 @@ def main():
     n.add_argument("--soname", required=True)
     n.add_argument("--readelf", default="readelf")
     n.add_argument("libs", nargs="+")
+    ls = sub.add_parser("listed")
+    ls.add_argument("--dir", required=True)
+    ls.add_argument("names", nargs="*", help="the file names meson.build builds")
     args = p.parse_args()
-    return {"version": check_version, "symbols": check_symbols, "soname": check_soname}[args.check](args)
+    return {"version": check_version, "symbols": check_symbols, "soname": check_soname,
+            "listed": check_listed}[args.check](args)
 
 
 if __name__ == "__main__":
