@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0 OR MIT
+# Every test memenc has, the way CI runs them (.ci/run calls this):
+#
+#   bash scripts/test-all.sh
+#
+# Needs the Rust toolchain (cargo, rustc, rustfmt, clippy). Installs what else it needs when it
+# is missing (meson, ninja, pkg-config, valgrind, a C++ compiler), with apt-get as root on
+# Debian/Ubuntu, else tells you what to install. Then runs these suites, each logged to
+# $MEMENC_TEST_DIR/logs/<suite>.log (default build-test-all/):
+#
+#   fmt, clippy, cargo-test            the Rust checks (clippy and fmt never run inside meson)
+#   meson-shared, meson-static         meson setup/compile/test with default_library=shared and
+#                                      static: C tests, examples, ABI checks, cargo test
+#   consumer-shared, consumer-static   pkg-config consumer of a staged install; a parent meson
+#                                      project using memenc as a subproject (shared and static)
+#   asan-shared, asan-static           C tests and examples under ASan+UBSan
+#   valgrind-shared, valgrind-static   C tests and examples under valgrind memcheck
+#
+# and ends with "N passed, N failed, N skipped" (suites). Exit status 1 if any suite failed.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+work=${MEMENC_TEST_DIR:-$root/build-test-all}
+logs=$work/logs
+mkdir -p "$logs"
+# One cargo target directory for cargo and every meson build, so each profile compiles once.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+export CARGO_TERM_COLOR=never
+
+say() { printf '%s\n' "$*"; }
+
+# --- what the suites need -------------------------------------------------------------------
+version_ge() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1) == "$2" ]]; }
+
+meson_ok() {
+    command -v meson >/dev/null && version_ge "$(meson --version 2>/dev/null)" 1.0
+}
+
+install_prerequisites() {
+    local missing=() cmd pkg
+    for pair in meson:meson ninja:ninja-build pkg-config:pkg-config valgrind:valgrind \
+                c++:g++ cc:gcc nm:binutils readelf:binutils python3:python3; do
+        cmd=${pair%%:*} pkg=${pair#*:}
+        if [[ $cmd == meson ]]; then meson_ok && continue; else command -v "$cmd" >/dev/null && continue; fi
+        [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+            say "installing: ${missing[*]}"
+            export DEBIAN_FRONTEND=noninteractive
+            if ! { apt-get update -qq &&
+                   apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$logs/apt.log" 2>&1; then
+                cat "$logs/apt.log"
+                say "apt-get install failed; the suites that need ${missing[*]} will fail"
+            fi
+        else
+            say "missing: ${missing[*]} (install them, or run this as root on Debian/Ubuntu)"
+        fi
+    fi
+    # A distro meson older than memenc's floor: take a current one from PyPI.
+    if ! meson_ok && command -v python3 >/dev/null; then
+        say "meson >= 1.0 not available from the system; installing it with pip"
+        python3 -m pip install --quiet --disable-pip-version-check 'meson>=1.0' >>"$logs/apt.log" 2>&1 ||
+            python3 -m pip install --quiet --break-system-packages 'meson>=1.0' >>"$logs/apt.log" 2>&1
+        hash -r
+    fi
+    for tool in cargo rustc; do
+        command -v "$tool" >/dev/null || say "missing: $tool (the Rust toolchain, e.g. from rustup)"
+    done
+    for component in fmt:rustfmt clippy:clippy; do
+        if ! cargo "${component%%:*}" --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
+            rustup component add "${component#*:}" >>"$logs/apt.log" 2>&1 || true
+        fi
+    done
+}
+
+# --- suites ---------------------------------------------------------------------------------
+passed=0 failed=0 skipped=0
+summary=()
+
+# suite NAME COMMAND...: runs COMMAND with its output in logs/NAME.log; one line of result.
+# A suite named in $MEMENC_SKIP (space-separated) is reported as skipped, not run.
+suite() {
+    local name=$1 start rc detail="" status
+    shift
+    start=$SECONDS
+    printf '%-16s ' "$name"
+    if [[ " ${MEMENC_SKIP:-} " == *" $name "* ]]; then
+        echo "SKIPPED: in MEMENC_SKIP" >"$logs/$name.log"
+        rc=77
+    else
+        "$@" >"$logs/$name.log" 2>&1
+        rc=$?
+    fi
+    # meson's own tally, when the suite ran meson test.
+    if grep -q '^Ok: ' "$logs/$name.log"; then
+        detail=" ($(awk '/^(Ok|Fail|Skipped|Timeout):/ && ($1 ~ /^(Ok|Skipped)/ || $2 > 0) {
+                            sub(":", "", $1); printf "%s%s %s", sep, $2, tolower($1); sep=", "}' \
+                        "$logs/$name.log") meson tests)"
+    fi
+    if ((rc == 0)); then
+        passed=$((passed + 1)); status=PASS
+    elif ((rc == 77)); then
+        skipped=$((skipped + 1)); status=SKIP detail=": $(tail -n1 "$logs/$name.log")"
+    else
+        failed=$((failed + 1)); status=FAIL detail="$detail, log: $logs/$name.log"
+    fi
+    say "$status$detail [$((SECONDS - start))s]"
+    summary+=("$(printf '%-5s %-16s%s' "$status" "$name" "$detail")")
+    if ((rc != 0 && rc != 77)); then
+        say "----- last lines of $logs/$name.log -----"
+        tail -n 40 "$logs/$name.log"
+        say "-----"
+    fi
+}
+
+# need TOOL...: fails the suite, saying which, when a tool is missing (the install step could
+# not provide it).
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed"; return 1; }
+    done
+}
+
+meson_build() { # dir default_library [meson test args...]
+    local dir=$1 library=$2
+    shift 2
+    need meson ninja || return
+    if [[ -f $dir/meson-private/coredata.dat ]]; then
+        meson setup --reconfigure "$dir" "$root" -Ddefault_library="$library" || return
+    else
+        meson setup "$dir" "$root" -Ddefault_library="$library" || return
+    fi
+    meson compile -C "$dir" || return
+    meson test -C "$dir" --print-errorlogs "$@"
+}
+
+consumers() { # dir [test names...]
+    local dir=$1
+    shift
+    need meson ninja pkg-config || return
+    meson test -C "$dir" --print-errorlogs "$@"
+}
+
+install_prerequisites
+
+say "memenc: every test ($(cargo --version 2>/dev/null), meson $(meson --version 2>/dev/null || echo missing))"
+suite fmt cargo fmt --all --check
+suite clippy cargo clippy --locked --all-targets -- -D warnings
+suite cargo-test cargo test --locked
+suite meson-shared meson_build "$work/shared" shared --no-suite consumer
+suite consumer-shared consumers "$work/shared" --suite consumer
+suite meson-static meson_build "$work/static" static --no-suite consumer
+suite consumer-static consumers "$work/static" consumer-pkg-config
+suite asan-shared bash scripts/memcheck.sh asan "$work/asan-shared" shared
+suite asan-static bash scripts/memcheck.sh asan "$work/asan-static" static
+suite valgrind-shared bash scripts/memcheck.sh valgrind "$work/shared"
+suite valgrind-static bash scripts/memcheck.sh valgrind "$work/static"
+
+say ""
+say "== summary (logs in $logs) =="
+printf '%s\n' "${summary[@]}"
+say ""
+say "$passed passed, $failed failed, $skipped skipped"
+((failed == 0))
