@@ -58,7 +58,7 @@ int main(void)
         /* The NULL-argument probe. Where the raw ioctl faults on NULL (TDX, pre-6.10 SEV),
          * memenc answers 0 by design, so compare only the other answers. */
         errno = 0;
-        int r = ioctl(cases[c].fd, KVM_MEMORY_ENCRYPT_OP, NULL);
+        int r = test_raw_null_probe(cases[c].fd);
         int expect = r < 0 ? -errno : r;
         int got = mem_enc_op(cases[c].fd, NULL);
         if (expect == -EFAULT)

@@ -41,7 +41,9 @@ pub fn vendor_of(fd: RawFd) -> Vendor {
     cpu_vendor()
 }
 
-/// This CPU's vendor, from CPUID leaf 0, read once.
+/// This CPU's vendor, read once: the kernel's `vendor_id` in /proc/cpuinfo, or CPUID leaf 0
+/// where /proc is not mounted. The kernel's word comes first because CPUID can be virtualised
+/// by the process's own environment (valgrind reports "GenuineIntel" on AMD hosts).
 #[inline]
 pub fn cpu_vendor() -> Vendor {
     static CACHE: AtomicU8 = AtomicU8::new(0);
@@ -50,7 +52,7 @@ pub fn cpu_vendor() -> Vendor {
         2 => Vendor::Sev,
         3 => Vendor::Tdx,
         _ => {
-            let vendor = read_cpu_vendor();
+            let vendor = proc_cpuinfo_vendor().unwrap_or_else(read_cpu_vendor);
             let code = match vendor {
                 Vendor::None => 1,
                 Vendor::Sev => 2,
@@ -60,6 +62,33 @@ pub fn cpu_vendor() -> Vendor {
             vendor
         }
     }
+}
+
+/// `vendor_id` from /proc/cpuinfo, read into a stack buffer (no allocation: this runs inside the
+/// first `mem_enc_op`).
+fn proc_cpuinfo_vendor() -> Option<Vendor> {
+    let mut buf = [0u8; 512];
+    // SAFETY: a NUL-terminated path literal; the descriptor is closed below.
+    let fd = unsafe { libc::open(c"/proc/cpuinfo".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: reads at most buf.len() bytes into buf, which we own.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    let text = buf.get(..usize::try_from(n).ok()?)?;
+    vendor_from_cpuinfo(text)
+}
+
+/// The vendor named by the first `vendor_id` line of /proc/cpuinfo text.
+fn vendor_from_cpuinfo(text: &[u8]) -> Option<Vendor> {
+    let line = text
+        .split(|&b| b == b'\n')
+        .find(|l| l.starts_with(b"vendor_id"))?;
+    let value = line.rsplit(|&b| b == b':').next()?.trim_ascii();
+    let id: &[u8; 12] = value.try_into().ok()?;
+    Some(vendor_from_cpuid(id))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -146,6 +175,14 @@ mod tests {
         assert_eq!(vendor_from_cpuid(b"GenuineIntel"), Vendor::Tdx);
         assert_eq!(vendor_from_cpuid(b"CentaurHauls"), Vendor::None);
         assert_eq!(cpu_vendor(), cpu_vendor());
+        let text = b"processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n";
+        assert_eq!(vendor_from_cpuinfo(text), Some(Vendor::Tdx));
+        assert_eq!(
+            vendor_from_cpuinfo(b"vendor_id\t: AuthenticAMD"),
+            Some(Vendor::Sev)
+        );
+        assert_eq!(vendor_from_cpuinfo(b"vendor_id\t: Odd"), None);
+        assert_eq!(vendor_from_cpuinfo(b"processor : 0"), None);
     }
 
     #[test]
