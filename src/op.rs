@@ -201,9 +201,7 @@ pub fn encryption_enabled(fd: RawFd) -> Result<(), Errno> {
     if fd < 0 {
         return Err(Errno(libc::EBADF));
     }
-    // SAFETY: a NULL argument is the documented probe; the kernel does not dereference it
-    // unsuccessfully in a way that can affect this process (it returns EFAULT).
-    match unsafe { host::ioctl(fd, KVM_MEMORY_ENCRYPT_OP, 0) } {
+    match host::null_probe(fd) {
         Ok(_) | Err(Errno(libc::EFAULT)) => Ok(()),
         Err(e) => Err(e),
     }

@@ -326,9 +326,7 @@ fn sev_null_probe(kvm: RawFd) -> mem_enc_cap {
         Ok(vm) => vm,
         Err(e) => return mem_enc_cap::error(e),
     };
-    // SAFETY: a NULL argument is the kernel's documented probe; older kernels that do read
-    // through it fail with EFAULT and touch no memory of ours.
-    let answer = unsafe { host::ioctl(vm.0, KVM_MEMORY_ENCRYPT_OP, 0) };
+    let answer = host::null_probe(vm.0);
     match answer {
         Ok(_) => mem_enc_cap::known(1),
         Err(e @ Errno(libc::EFAULT)) => mem_enc_cap {

@@ -29,6 +29,16 @@ pub unsafe fn ioctl(fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno> {
     if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
 }
 
+/// `KVM_MEMORY_ENCRYPT_OP` with a NULL argument: the kernel's "is memory encryption enabled for
+/// this VM?" probe. The raw answer (0, -ENOTTY, or -EFAULT from backends that have no NULL case);
+/// callers interpret it. The one place memenc issues this call (valgrind's suppression names it).
+#[inline(never)]
+pub fn null_probe(fd: RawFd) -> Result<i32, Errno> {
+    // SAFETY: a NULL argument is the documented probe; a backend that reads through it fails
+    // with EFAULT and touches no memory of ours.
+    unsafe { ioctl(fd, crate::uapi::KVM_MEMORY_ENCRYPT_OP, 0) }
+}
+
 /// The vendor whose command numbering `fd` speaks: the simulated host's profile for its own
 /// descriptors, otherwise this CPU's vendor.
 #[inline]
