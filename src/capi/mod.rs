@@ -3,6 +3,7 @@
 //! crosses into C: a caught panic becomes `-ENOTRECOVERABLE`.
 
 pub mod op;
+pub mod sim;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

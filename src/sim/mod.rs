@@ -132,6 +132,6 @@ pub fn inject(fd: RawFd, effect: Effect, cmd_id: u32, nth: u32, count: u32) -> R
 }
 
 /// The profile names, in a stable order.
-pub fn profile_names() -> impl Iterator<Item = &'static str> {
+pub fn profile_names() -> impl Iterator<Item = &'static core::ffi::CStr> {
     profile::PROFILES.iter().map(|p| p.name)
 }

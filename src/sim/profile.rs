@@ -78,8 +78,8 @@ pub struct TdxCaps {
 /// A simulated host.
 #[derive(Debug)]
 pub struct Profile {
-    /// The name callers select it by, e.g. "snp@6.18".
-    pub name: &'static str,
+    /// The name callers select it by, e.g. "snp@6.18" (NUL-terminated for C).
+    pub name: &'static core::ffi::CStr,
     /// Its backend.
     pub backend: Backend,
     /// KVM_CAP_VM_TYPES (0: the kernel predates the capability).
@@ -180,7 +180,7 @@ pub static TDX_CPUID: &[CpuidConfig] = &[
 /// Every profile, in the order `mem_enc_sim_profile_name()` lists them.
 pub static PROFILES: &[Profile] = &[
     Profile {
-        name: "none",
+        name: c"none",
         backend: Backend::None,
         vm_types_cap: types(&[KVM_X86_DEFAULT_VM]),
         creatable_types: types(&[KVM_X86_DEFAULT_VM]),
@@ -192,7 +192,7 @@ pub static PROFILES: &[Profile] = &[
         tdx: None,
     },
     Profile {
-        name: "sev@6.1",
+        name: c"sev@6.1",
         backend: Backend::Sev,
         vm_types_cap: 0,
         creatable_types: types(&[KVM_X86_DEFAULT_VM]),
@@ -216,7 +216,7 @@ pub static PROFILES: &[Profile] = &[
         tdx: None,
     },
     Profile {
-        name: "snp@6.11",
+        name: c"snp@6.11",
         backend: Backend::Sev,
         vm_types_cap: types(&[
             KVM_X86_DEFAULT_VM,
@@ -250,7 +250,7 @@ pub static PROFILES: &[Profile] = &[
         tdx: None,
     },
     Profile {
-        name: "snp@6.18",
+        name: c"snp@6.18",
         backend: Backend::Sev,
         vm_types_cap: types(&[
             KVM_X86_DEFAULT_VM,
@@ -284,7 +284,7 @@ pub static PROFILES: &[Profile] = &[
         tdx: None,
     },
     Profile {
-        name: "tdx@6.16",
+        name: c"tdx@6.16",
         backend: Backend::Tdx,
         vm_types_cap: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
         creatable_types: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
@@ -302,7 +302,7 @@ pub static PROFILES: &[Profile] = &[
         }),
     },
     Profile {
-        name: "tdx@6.19",
+        name: c"tdx@6.19",
         backend: Backend::Tdx,
         vm_types_cap: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
         creatable_types: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
@@ -323,7 +323,9 @@ pub static PROFILES: &[Profile] = &[
 
 /// The profile called `name`.
 pub fn find(name: &str) -> Option<&'static Profile> {
-    PROFILES.iter().find(|p| p.name == name)
+    PROFILES
+        .iter()
+        .find(|p| p.name.to_bytes() == name.as_bytes())
 }
 
 impl Profile {
