@@ -116,9 +116,10 @@
 #define MEM_ENC_SIM_FAULT_EAGAIN 3
 
 /**
- * Fault kind: busy. TDX FINALIZE_VM and TDH.MEM.PAGE.ADD report TDX_OPERAND_BUSY (-EBUSY),
- * a vCPU creation is in flight for 6.19 TDX and SEV vCPU-wide commands; other commands fail
- * with -EBUSY at the start of their handler.
+ * Fault kind: busy. TDX FINALIZE_VM and INIT_MEM_REGION (TDH.MEM.PAGE.ADD) get
+ * TDX_OPERAND_BUSY from the module (-EBUSY; FINALIZE_VM reports it in `hw_error`); other
+ * 6.19 TDX commands and the SEV vCPU-wide commands see a vCPU creation in flight (-EBUSY);
+ * the rest fail with -EBUSY at the start of their handler.
  */
 #define MEM_ENC_SIM_FAULT_EBUSY 4
 

@@ -20,9 +20,10 @@ pub const MEM_ENC_SIM_FAULT_EINTR: u32 = 2;
 /// Fault kind: TDX INIT_VM runs out of entropy (-EAGAIN, nothing in `hw_error`); other
 /// commands fail with -EAGAIN at the start of their handler.
 pub const MEM_ENC_SIM_FAULT_EAGAIN: u32 = 3;
-/// Fault kind: busy. TDX FINALIZE_VM and TDH.MEM.PAGE.ADD report TDX_OPERAND_BUSY (-EBUSY),
-/// a vCPU creation is in flight for 6.19 TDX and SEV vCPU-wide commands; other commands fail
-/// with -EBUSY at the start of their handler.
+/// Fault kind: busy. TDX FINALIZE_VM and INIT_MEM_REGION (TDH.MEM.PAGE.ADD) get
+/// TDX_OPERAND_BUSY from the module (-EBUSY; FINALIZE_VM reports it in `hw_error`); other
+/// 6.19 TDX commands and the SEV vCPU-wide commands see a vCPU creation in flight (-EBUSY);
+/// the rest fail with -EBUSY at the start of their handler.
 pub const MEM_ENC_SIM_FAULT_EBUSY: u32 = 4;
 /// Fault kind: the command's (first) firmware call returns status `value` (SEV: `error`,
 /// -EIO; TDX: the SEAMCALL status, reported in `hw_error` where the kernel reports it).

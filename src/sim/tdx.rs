@@ -77,10 +77,12 @@ fn get_cmd(arg: u64) -> Result<Envelope, Errno> {
 }
 
 /// `tdx_vm_state_guard` (6.19): kvm->lock, -EBUSY while a vCPU creation is in flight, then
-/// every vCPU mutex, killable (-EINTR).
-fn state_guard(fault: &mut Option<Effect>) -> Result<(), Errno> {
+/// every vCPU mutex, killable (-EINTR). A busy fault on FINALIZE_VM and INIT_MEM_REGION is
+/// left for the module's TDX_OPERAND_BUSY instead.
+fn state_guard(cmd_id: u32, fault: &mut Option<Effect>) -> Result<(), Errno> {
+    let module_busy = matches!(cmd_id, id::FINALIZE_VM | id::INIT_MEM_REGION);
     match *fault {
-        Some(Effect::Busy) => {
+        Some(Effect::Busy) if !module_busy => {
             *fault = None;
             err(libc::EBUSY)
         }
@@ -118,7 +120,7 @@ pub fn vm_op(vm: &mut Vm, arg: u64) -> Result<i32, Errno> {
             // 6.19: no lock, and the command is not copied back.
             return capabilities(caps, &cmd, &mut fault).map(|()| 0);
         }
-        state_guard(&mut fault)?;
+        state_guard(cmd.id(), &mut fault)?;
     }
     let r = match cmd.id() {
         id::CAPABILITIES => capabilities(caps, &cmd, &mut fault),
@@ -338,7 +340,7 @@ pub fn vcpu_op(vm: &mut Vm, index: usize, arg: u64) -> Result<i32, Errno> {
     let cmd = if caps.rework_6_19 {
         let cmd = get_cmd(arg)?;
         let mut fault = vm.faults.take(cmd.id());
-        state_guard(&mut fault)?;
+        state_guard(cmd.id(), &mut fault)?;
         gate(vm)?;
         return vcpu_command(vm, index, &cmd, &mut fault).map(|()| 0);
     } else {
