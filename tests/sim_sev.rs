@@ -5,9 +5,9 @@
 mod sim_util;
 
 use hmac::{KeyInit, Mac};
+use memenc::capi::sim::*;
 use memenc::uapi::{sev_id as id, *};
 use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY};
-use memenc::capi::sim::*;
 use sha2::{Digest, Sha256, Sha384};
 use sim_util::*;
 
@@ -22,7 +22,10 @@ fn op_on_readonly_page(fd: &Fd, cmd: [u8; 24]) -> Result<i32, i32> {
     let mut page = Mem::new(PAGE as usize);
     page.bytes()[..24].copy_from_slice(&cmd);
     // SAFETY: our own mapping.
-    assert_eq!(unsafe { libc::mprotect(page.addr as *mut _, PAGE as usize, libc::PROT_READ) }, 0);
+    assert_eq!(
+        unsafe { libc::mprotect(page.addr as *mut _, PAGE as usize, libc::PROT_READ) },
+        0
+    );
     raw(fd.0, KVM_MEMORY_ENCRYPT_OP, page.addr)
 }
 
@@ -37,18 +40,30 @@ fn sev_6_1_legacy_launch_and_its_measurement() {
     let sev = sev_dev(&vm);
     // Before 6.10 there is no NULL probe: the copy of the NULL command faults.
     assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_OP, 0), Err(EFAULT));
-    let mut start = kvm_sev_launch_start { policy: 0, ..Default::default() };
+    let mut start = kvm_sev_launch_start {
+        policy: 0,
+        ..Default::default()
+    };
     // Commands before INIT: -ENOTTY, except RECEIVE_UPDATE_DATA (-EINVAL).
-    assert_eq!(op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev)).0, Err(ENOTTY));
+    assert_eq!(
+        op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev)).0,
+        Err(ENOTTY)
+    );
     let mut rud = kvm_sev_receive_update_data::default();
-    assert_eq!(op(&vm, id::RECEIVE_UPDATE_DATA, ptr(&mut rud), None).0, Err(EINVAL));
+    assert_eq!(
+        op(&vm, id::RECEIVE_UPDATE_DATA, ptr(&mut rud), None).0,
+        Err(EINVAL)
+    );
     // 6.1 knows neither INIT2 nor the SNP ids.
     assert_eq!(op(&vm, id::INIT2, 0, None).0, Err(EINVAL));
     assert_eq!(op(&vm, id::SNP_LAUNCH_START, 0, None).0, Err(EINVAL));
     assert_eq!(op(&vm, id::INIT, 0, None).0, Ok(()));
     assert_eq!(op(&vm, id::INIT, 0, None).0, Err(EINVAL), "INIT twice");
     // sev_fd must be an open /dev/sev.
-    assert_eq!(op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&vm)).0, Err(EBADF));
+    assert_eq!(
+        op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&vm)).0,
+        Err(EBADF)
+    );
     assert_eq!(op(&vm, id::LAUNCH_START, 8, Some(&sev)).0, Err(EFAULT));
     let (r, cmd) = op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev));
     assert_eq!((r, sev_error(&cmd)), (Ok(()), 0));
@@ -59,21 +74,50 @@ fn sev_6_1_legacy_launch_and_its_measurement() {
     for (i, b) in data.bytes().iter_mut().enumerate() {
         *b = (i * 7 % 251) as u8;
     }
-    let mut upd = kvm_sev_launch_update_data { uaddr: data.addr, len: 2 * PAGE as u32, pad0: 0 };
-    assert_eq!(op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut upd), None).0, Ok(()));
-    let mut bad = kvm_sev_launch_update_data { uaddr: data.addr, len: 0, pad0: 0 };
-    assert_eq!(op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut bad), None).0, Err(EINVAL));
-    bad = kvm_sev_launch_update_data { uaddr: 4096, len: 16, pad0: 0 };
-    assert_eq!(op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut bad), None).0, Err(libc::ENOMEM), "unpinnable");
+    let mut upd = kvm_sev_launch_update_data {
+        uaddr: data.addr,
+        len: 2 * PAGE as u32,
+        pad0: 0,
+    };
+    assert_eq!(
+        op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut upd), None).0,
+        Ok(())
+    );
+    let mut bad = kvm_sev_launch_update_data {
+        uaddr: data.addr,
+        len: 0,
+        pad0: 0,
+    };
+    assert_eq!(
+        op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut bad), None).0,
+        Err(EINVAL)
+    );
+    bad = kvm_sev_launch_update_data {
+        uaddr: 4096,
+        len: 16,
+        pad0: 0,
+    };
+    assert_eq!(
+        op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut bad), None).0,
+        Err(libc::ENOMEM),
+        "unpinnable"
+    );
     let ld: [u8; 32] = Sha256::digest(&data.bytes()[..]).into();
     assert_eq!(digest(&vm), Ok(ld.to_vec()));
 
     // LAUNCH_MEASURE: the length query answers INVALID_LEN with len = 48.
     let mut m = kvm_sev_launch_measure::default();
     let (r, cmd) = op(&vm, id::LAUNCH_MEASURE, ptr(&mut m), None);
-    assert_eq!((r, sev_error(&cmd), m.len), (Err(EIO), SEV_RET_INVALID_LEN, 48));
+    assert_eq!(
+        (r, sev_error(&cmd), m.len),
+        (Err(EIO), SEV_RET_INVALID_LEN, 48)
+    );
     let mut blob = [0u8; 48];
-    m = kvm_sev_launch_measure { uaddr: blob.as_mut_ptr() as u64, len: 48, pad0: 0 };
+    m = kvm_sev_launch_measure {
+        uaddr: blob.as_mut_ptr() as u64,
+        len: 48,
+        pad0: 0,
+    };
     assert_eq!(op(&vm, id::LAUNCH_MEASURE, ptr(&mut m), None).0, Ok(()));
     // Known answer: HMAC-SHA256(TIK, 0x04 | API major | minor | build | policy | LD | mnonce).
     let tik: Vec<u8> = (0u8..16).collect();
@@ -82,10 +126,17 @@ fn sev_6_1_legacy_launch_and_its_measurement() {
     mac.update(&0u32.to_le_bytes());
     mac.update(&ld);
     mac.update(&blob[32..48]);
-    assert_eq!(&blob[..32], &mac.finalize().into_bytes()[..], "LAUNCH_MEASURE HMAC");
+    assert_eq!(
+        &blob[..32],
+        &mac.finalize().into_bytes()[..],
+        "LAUNCH_MEASURE HMAC"
+    );
     // Out of order: UPDATE_DATA after MEASURE is the firmware's INVALID_GUEST_STATE.
     let (r, cmd) = op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut upd), None);
-    assert_eq!((r, sev_error(&cmd)), (Err(EIO), SEV_RET_INVALID_GUEST_STATE));
+    assert_eq!(
+        (r, sev_error(&cmd)),
+        (Err(EIO), SEV_RET_INVALID_GUEST_STATE)
+    );
 
     let mut secret_hdr = [0u8; 52];
     let mut secret = [0u8; 16];
@@ -102,10 +153,19 @@ fn sev_6_1_legacy_launch_and_its_measurement() {
     assert_eq!(op(&vm, id::LAUNCH_FINISH, 0, None).0, Ok(()));
     let mut st = kvm_sev_guest_status::default();
     assert_eq!(op(&vm, id::GUEST_STATUS, ptr(&mut st), None).0, Ok(()));
-    assert_eq!((st.handle, st.policy, st.state), (start.handle, 0, 3), "RUNNING");
+    assert_eq!(
+        (st.handle, st.policy, st.state),
+        (start.handle, 0, 3),
+        "RUNNING"
+    );
     // Debugging is allowed by policy 0: DBG_DECRYPT copies.
     let mut out = [0u8; 32];
-    let mut dbg = kvm_sev_dbg { src_uaddr: data.addr, dst_uaddr: out.as_mut_ptr() as u64, len: 32, pad0: 0 };
+    let mut dbg = kvm_sev_dbg {
+        src_uaddr: data.addr,
+        dst_uaddr: out.as_mut_ptr() as u64,
+        len: 32,
+        pad0: 0,
+    };
     assert_eq!(op(&vm, id::DBG_DECRYPT, ptr(&mut dbg), None).0, Ok(()));
     assert_eq!(&out[..], &data.bytes()[..32]);
     dbg.dst_uaddr = 0;
@@ -113,10 +173,21 @@ fn sev_6_1_legacy_launch_and_its_measurement() {
     // The attestation report: length query, then the report with mnonce and LD.
     let mut rep = kvm_sev_attestation_report::default();
     let (r, cmd) = op(&vm, id::GET_ATTESTATION_REPORT, ptr(&mut rep), None);
-    assert_eq!((r, sev_error(&cmd), rep.len), (Err(EIO), SEV_RET_INVALID_LEN, 208));
+    assert_eq!(
+        (r, sev_error(&cmd), rep.len),
+        (Err(EIO), SEV_RET_INVALID_LEN, 208)
+    );
     let mut report = vec![0u8; 208];
-    rep = kvm_sev_attestation_report { mnonce: [9; 16], uaddr: report.as_mut_ptr() as u64, len: 208, pad0: 0 };
-    assert_eq!(op(&vm, id::GET_ATTESTATION_REPORT, ptr(&mut rep), None).0, Ok(()));
+    rep = kvm_sev_attestation_report {
+        mnonce: [9; 16],
+        uaddr: report.as_mut_ptr() as u64,
+        len: 208,
+        pad0: 0,
+    };
+    assert_eq!(
+        op(&vm, id::GET_ATTESTATION_REPORT, ptr(&mut rep), None).0,
+        Ok(())
+    );
     assert_eq!((&report[..16], &report[16..48]), (&[9u8; 16][..], &ld[..]));
 }
 
@@ -132,21 +203,55 @@ fn sev_es_legacy_vmsa_measurement_and_errors() {
     // The vCPU descriptor has no SEV op on AMD.
     assert_eq!(raw(v0.0, KVM_MEMORY_ENCRYPT_OP, 0), Err(ENOTTY));
     // An ES guest needs policy bit 2 (the firmware refuses otherwise).
-    let mut start = kvm_sev_launch_start { policy: 0, ..Default::default() };
+    let mut start = kvm_sev_launch_start {
+        policy: 0,
+        ..Default::default()
+    };
     let (r, cmd) = op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev));
     assert_eq!((r, sev_error(&cmd)), (Err(EIO), SEV_RET_POLICY_FAILURE));
     start.policy = 1 << 2;
-    assert_eq!(op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev)).0, Ok(()));
+    assert_eq!(
+        op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev)).0,
+        Ok(())
+    );
     let mut data = Mem::new(PAGE as usize);
     data.bytes().fill(0xA5);
-    let mut upd = kvm_sev_launch_update_data { uaddr: data.addr, len: PAGE as u32, pad0: 0 };
-    assert_eq!(op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut upd), None).0, Ok(()));
+    let mut upd = kvm_sev_launch_update_data {
+        uaddr: data.addr,
+        len: PAGE as u32,
+        pad0: 0,
+    };
+    assert_eq!(
+        op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut upd), None).0,
+        Ok(())
+    );
     // LAUNCH_UPDATE_VMSA: killable vCPU locking (-EINTR, retried by MEM_ENC_FLAG_RETRY).
-    inject(&vm, MEM_ENC_SIM_FAULT_EINTR, id::LAUNCH_UPDATE_VMSA, 1, 1, 0);
+    inject(
+        &vm,
+        MEM_ENC_SIM_FAULT_EINTR,
+        id::LAUNCH_UPDATE_VMSA,
+        1,
+        1,
+        0,
+    );
     assert_eq!(op(&vm, id::LAUNCH_UPDATE_VMSA, 0, None).0, Err(EINTR));
-    inject(&vm, MEM_ENC_SIM_FAULT_EINTR, id::LAUNCH_UPDATE_VMSA, 1, 1, 0);
-    assert_eq!(op_flags(&vm, id::LAUNCH_UPDATE_VMSA, MEM_ENC_FLAG_RETRY, 0, None).0, Ok(()));
-    assert_eq!(op(&vm, id::LAUNCH_UPDATE_VMSA, 0, None).0, Err(EINVAL), "already protected");
+    inject(
+        &vm,
+        MEM_ENC_SIM_FAULT_EINTR,
+        id::LAUNCH_UPDATE_VMSA,
+        1,
+        1,
+        0,
+    );
+    assert_eq!(
+        op_flags(&vm, id::LAUNCH_UPDATE_VMSA, MEM_ENC_FLAG_RETRY, 0, None).0,
+        Ok(())
+    );
+    assert_eq!(
+        op(&vm, id::LAUNCH_UPDATE_VMSA, 0, None).0,
+        Err(EINVAL),
+        "already protected"
+    );
     let mut h = Sha256::new();
     h.update(data.bytes());
     h.update([0u8; 4096]); // legacy ES_INIT: SEV_FEATURES 0, so each VMSA is a zero page
@@ -168,16 +273,30 @@ fn sev_envelope_copies_back_only_for_handled_ids() {
     let vm = new_vm("sev@6.1", 0);
     // A handled id that fails (-ENOTTY before INIT) still copies the 24 bytes back: on a
     // read-only page that copy faults.
-    assert_eq!(op_on_readonly_page(&vm, raw_cmd(id::LAUNCH_FINISH, 0, 0, 0)), Err(EFAULT));
+    assert_eq!(
+        op_on_readonly_page(&vm, raw_cmd(id::LAUNCH_FINISH, 0, 0, 0)),
+        Err(EFAULT)
+    );
     // Unknown and unhandled ids are rejected before the copy-back.
-    for unhandled in [id::SEND_UPDATE_VMSA, id::RECEIVE_UPDATE_VMSA, id::CERT_EXPORT, 99] {
-        assert_eq!(op_on_readonly_page(&vm, raw_cmd(unhandled, 0, 0, 0)), Err(EINVAL));
+    for unhandled in [
+        id::SEND_UPDATE_VMSA,
+        id::RECEIVE_UPDATE_VMSA,
+        id::CERT_EXPORT,
+        99,
+    ] {
+        assert_eq!(
+            op_on_readonly_page(&vm, raw_cmd(unhandled, 0, 0, 0)),
+            Err(EINVAL)
+        );
     }
     // `error` is left as the caller supplied it when the firmware is not reached, and the
     // flags word (SEV padding) comes back unchanged.
     let mut cmd = raw_cmd(id::LAUNCH_FINISH, 0x55, 0, 0x0000_0007_0000_00AA);
     assert_eq!(raw_op(vm.0, &mut cmd), Err(ENOTTY));
-    assert_eq!(cmd, raw_cmd(id::LAUNCH_FINISH, 0x55, 0, 0x0000_0007_0000_00AA));
+    assert_eq!(
+        cmd,
+        raw_cmd(id::LAUNCH_FINISH, 0x55, 0, 0x0000_0007_0000_00AA)
+    );
     // Through memenc, `error` is cleared first and reported as 0.
     let (r, c) = op(&vm, id::LAUNCH_FINISH, 0, None);
     assert_eq!((r, sev_error(&c)), (Err(ENOTTY), 0));
@@ -186,18 +305,37 @@ fn sev_envelope_copies_back_only_for_handled_ids() {
 fn snp_vm(profile: &str) -> (Fd, Fd) {
     let vm = new_vm(profile, KVM_X86_SNP_VM);
     let sev = sev_dev(&vm);
-    let mut init = kvm_sev_init { vmsa_features: 1 << 5, ..Default::default() };
+    let mut init = kvm_sev_init {
+        vmsa_features: 1 << 5,
+        ..Default::default()
+    };
     assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Ok(()));
     (vm, sev)
 }
 
 fn snp_start(vm: &Fd, sev: &Fd, policy: u64) -> Result<(), i32> {
-    let mut s = kvm_sev_snp_launch_start { policy, ..Default::default() };
+    let mut s = kvm_sev_snp_launch_start {
+        policy,
+        ..Default::default()
+    };
     op(vm, id::SNP_LAUNCH_START, ptr(&mut s), Some(sev)).0
 }
 
-fn snp_update(vm: &Fd, sev: &Fd, gfn: u64, uaddr: u64, len: u64, ty: u8) -> (Result<(), i32>, kvm_sev_snp_launch_update, u32) {
-    let mut u = kvm_sev_snp_launch_update { gfn_start: gfn, uaddr, len, type_: ty, ..Default::default() };
+fn snp_update(
+    vm: &Fd,
+    sev: &Fd,
+    gfn: u64,
+    uaddr: u64,
+    len: u64,
+    ty: u8,
+) -> (Result<(), i32>, kvm_sev_snp_launch_update, u32) {
+    let mut u = kvm_sev_snp_launch_update {
+        gfn_start: gfn,
+        uaddr,
+        len,
+        type_: ty,
+        ..Default::default()
+    };
     let (r, cmd) = op(vm, id::SNP_LAUNCH_UPDATE, ptr(&mut u), Some(sev));
     (r, u, cmd.sev().error)
 }
@@ -227,46 +365,126 @@ fn snp_launch_flow_and_launch_digest_known_answer() {
         let vm = new_vm(profile, KVM_X86_SNP_VM);
         let sev = sev_dev(&vm);
         assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_OP, 0), Ok(0), "NULL probe");
-        assert_eq!(op(&vm, id::INIT, 0, None).0, Err(EINVAL), "legacy INIT on an SNP VM type");
-        let mut init = kvm_sev_init { flags: 1, ..Default::default() };
-        assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EINVAL), "flags");
-        init = kvm_sev_init { vmsa_features: 1, ..Default::default() };
-        assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EINVAL), "SNP_ACTIVE bit");
-        init = kvm_sev_init { ghcb_version: 1, ..Default::default() };
-        assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EINVAL), "SNP needs GHCB v2");
-        init = kvm_sev_init { ghcb_version: 3, ..Default::default() };
+        assert_eq!(
+            op(&vm, id::INIT, 0, None).0,
+            Err(EINVAL),
+            "legacy INIT on an SNP VM type"
+        );
+        let mut init = kvm_sev_init {
+            flags: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            op(&vm, id::INIT2, ptr(&mut init), None).0,
+            Err(EINVAL),
+            "flags"
+        );
+        init = kvm_sev_init {
+            vmsa_features: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            op(&vm, id::INIT2, ptr(&mut init), None).0,
+            Err(EINVAL),
+            "SNP_ACTIVE bit"
+        );
+        init = kvm_sev_init {
+            ghcb_version: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            op(&vm, id::INIT2, ptr(&mut init), None).0,
+            Err(EINVAL),
+            "SNP needs GHCB v2"
+        );
+        init = kvm_sev_init {
+            ghcb_version: 3,
+            ..Default::default()
+        };
         assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EINVAL));
-        init = kvm_sev_init { vmsa_features: 1 << 9, ..Default::default() };
+        init = kvm_sev_init {
+            vmsa_features: 1 << 9,
+            ..Default::default()
+        };
         let secure_tsc = op(&vm, id::INIT2, ptr(&mut init), None).0;
-        assert_eq!(secure_tsc, if profile == "snp@6.18" { Ok(()) } else { Err(EINVAL) });
-        let (vm, sev) = if secure_tsc.is_ok() { snp_vm(profile) } else { (vm, sev) };
+        assert_eq!(
+            secure_tsc,
+            if profile == "snp@6.18" {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            }
+        );
+        let (vm, sev) = if secure_tsc.is_ok() {
+            snp_vm(profile)
+        } else {
+            (vm, sev)
+        };
         if secure_tsc.is_err() {
-            init = kvm_sev_init { vmsa_features: 1 << 5, ..Default::default() };
+            init = kvm_sev_init {
+                vmsa_features: 1 << 5,
+                ..Default::default()
+            };
             assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Ok(()));
         }
         // INIT2 is id 22 < 100: on an initialised SNP guest that is -EPERM before anything else.
-        assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EPERM), "INIT2 twice");
+        assert_eq!(
+            op(&vm, id::INIT2, ptr(&mut init), None).0,
+            Err(EPERM),
+            "INIT2 twice"
+        );
         // Legacy ids on an initialised SNP guest: -EPERM, before anything is read.
-        assert_eq!(op_on_readonly_page(&vm, raw_cmd(id::LAUNCH_START, 0, 0, 0)), Err(EPERM));
+        assert_eq!(
+            op_on_readonly_page(&vm, raw_cmd(id::LAUNCH_START, 0, 0, 0)),
+            Err(EPERM)
+        );
         assert_eq!(op(&vm, id::GUEST_STATUS, 0, None).0, Err(EPERM));
         let mut upd = kvm_sev_snp_launch_update::default();
-        assert_eq!(op(&vm, id::SNP_LAUNCH_UPDATE, ptr(&mut upd), Some(&sev)).0, Err(EINVAL), "before START");
-        assert_eq!(snp_start(&vm, &vm, 0x30000), Err(ENOTTY), "GCTX create needs /dev/sev");
-        assert_eq!(snp_start(&vm, &sev, 0x10000), Err(EINVAL), "RSVD_MBO (bit 17) clear");
+        assert_eq!(
+            op(&vm, id::SNP_LAUNCH_UPDATE, ptr(&mut upd), Some(&sev)).0,
+            Err(EINVAL),
+            "before START"
+        );
+        assert_eq!(
+            snp_start(&vm, &vm, 0x30000),
+            Err(ENOTTY),
+            "GCTX create needs /dev/sev"
+        );
+        assert_eq!(
+            snp_start(&vm, &sev, 0x10000),
+            Err(EINVAL),
+            "RSVD_MBO (bit 17) clear"
+        );
         if profile == "snp@6.11" {
             // 6.11 created the context before validating: it survives, so START is refused.
             assert_eq!(snp_start(&vm, &sev, 0x30000), Err(EINVAL));
             continue;
         }
-        assert_eq!(snp_start(&vm, &sev, 1 << 21 | 0x30000), Ok(()), "CXL_ALLOW is in 6.18's mask");
-        assert_eq!(snp_start(&vm, &sev, 0x30000), Err(EINVAL), "one context per VM");
-        let _ = snp_flow(&vm, &sev);
+        assert_eq!(
+            snp_start(&vm, &sev, 1 << 21 | 0x30000),
+            Ok(()),
+            "CXL_ALLOW is in 6.18's mask"
+        );
+        assert_eq!(
+            snp_start(&vm, &sev, 0x30000),
+            Err(EINVAL),
+            "one context per VM"
+        );
+        snp_flow(&vm, &sev);
     }
     // 6.11 flow with a valid first START.
     let (vm, sev) = snp_vm("snp@6.11");
-    assert_eq!(snp_start(&vm, &sev, 1 << 21 | 0x30000), Err(EINVAL), "bit 21 not in 6.11's mask");
+    assert_eq!(
+        snp_start(&vm, &sev, 1 << 21 | 0x30000),
+        Err(EINVAL),
+        "bit 21 not in 6.11's mask"
+    );
     let (vm, sev) = snp_vm("snp@6.11");
-    assert_eq!(snp_start(&vm, &sev, 0x20000), Err(EINVAL), "6.11 requires SMT");
+    assert_eq!(
+        snp_start(&vm, &sev, 0x20000),
+        Err(EINVAL),
+        "6.11 requires SMT"
+    );
     let (vm, sev) = snp_vm("snp@6.11");
     assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
     snp_flow(&vm, &sev);
@@ -281,41 +499,126 @@ fn snp_flow(vm: &Fd, sev: &Fd) {
         *b = (i / 4096 + 1) as u8 ^ (i as u8);
     }
     let gfn = base >> 12;
-    assert_eq!(snp_update(vm, sev, gfn, src.addr, 0, 1).0, Err(EINVAL), "len 0");
-    assert_eq!(snp_update(vm, sev, gfn, src.addr, 100, 1).0, Err(EINVAL), "len not pages");
-    assert_eq!(snp_update(vm, sev, gfn, src.addr, PAGE, 2).0, Err(EINVAL), "VMSA type");
-    assert_eq!(snp_update(vm, sev, 0x9999, src.addr, PAGE, 1).0, Err(EINVAL), "no guest_memfd slot");
-    let mut u = kvm_sev_snp_launch_update { gfn_start: gfn, uaddr: src.addr, len: PAGE, type_: 1, flags: 1, ..Default::default() };
-    assert_eq!(op(vm, id::SNP_LAUNCH_UPDATE, ptr(&mut u), Some(sev)).0, Err(EINVAL), "flags");
+    assert_eq!(
+        snp_update(vm, sev, gfn, src.addr, 0, 1).0,
+        Err(EINVAL),
+        "len 0"
+    );
+    assert_eq!(
+        snp_update(vm, sev, gfn, src.addr, 100, 1).0,
+        Err(EINVAL),
+        "len not pages"
+    );
+    assert_eq!(
+        snp_update(vm, sev, gfn, src.addr, PAGE, 2).0,
+        Err(EINVAL),
+        "VMSA type"
+    );
+    assert_eq!(
+        snp_update(vm, sev, 0x9999, src.addr, PAGE, 1).0,
+        Err(EINVAL),
+        "no guest_memfd slot"
+    );
+    let mut u = kvm_sev_snp_launch_update {
+        gfn_start: gfn,
+        uaddr: src.addr,
+        len: PAGE,
+        type_: 1,
+        flags: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        op(vm, id::SNP_LAUNCH_UPDATE, ptr(&mut u), Some(sev)).0,
+        Err(EINVAL),
+        "flags"
+    );
     // A shared GFN fails on the first page: -EIO, firmware error 0.
     set_private(vm, base + 6 * PAGE, PAGE, false);
-    assert_eq!(snp_update(vm, sev, gfn + 6, src.addr, PAGE, 1).0.err(), Some(EIO));
+    assert_eq!(
+        snp_update(vm, sev, gfn + 6, src.addr, PAGE, 1).0.err(),
+        Some(EIO)
+    );
     // Partial progress: one page per call; the struct shows the rest.
-    inject(vm, MEM_ENC_SIM_FAULT_PROGRESS, id::SNP_LAUNCH_UPDATE, 1, 1, 1);
+    inject(
+        vm,
+        MEM_ENC_SIM_FAULT_PROGRESS,
+        id::SNP_LAUNCH_UPDATE,
+        1,
+        1,
+        1,
+    );
     let (r, u, _) = snp_update(vm, sev, gfn, src.addr, 2 * PAGE, 1);
     assert_eq!(r, Ok(()));
-    assert_eq!((u.gfn_start, u.uaddr, u.len), (gfn + 1, src.addr + PAGE, PAGE));
+    assert_eq!(
+        (u.gfn_start, u.uaddr, u.len),
+        (gfn + 1, src.addr + PAGE, PAGE)
+    );
     let (r, u, _) = snp_update(vm, sev, u.gfn_start, u.uaddr, u.len, 1);
     assert_eq!((r, u.len), (Ok(()), 0));
     // The same GFN twice: -EIO.
     assert_eq!(snp_update(vm, sev, gfn, src.addr, PAGE, 1).0, Err(EIO));
     // A firmware status on the first page is reported in `error`.
-    inject(vm, MEM_ENC_SIM_FAULT_FW_STATUS, id::SNP_LAUNCH_UPDATE, 1, 1, 0x16);
+    inject(
+        vm,
+        MEM_ENC_SIM_FAULT_FW_STATUS,
+        id::SNP_LAUNCH_UPDATE,
+        1,
+        1,
+        0x16,
+    );
     let (r, _, error) = snp_update(vm, sev, gfn + 2, 0, PAGE, 3);
     assert_eq!((r, error), (Err(EIO), 0x16));
     // MEM_ENC_FLAG_CONTINUE finishes a range the kernel does in pieces.
-    inject(vm, MEM_ENC_SIM_FAULT_PROGRESS, id::SNP_LAUNCH_UPDATE, 1, 3, 1);
-    let mut z = kvm_sev_snp_launch_update { gfn_start: gfn + 2, uaddr: 0, len: 2 * PAGE, type_: 3, ..Default::default() };
-    assert_eq!(op_flags(vm, id::SNP_LAUNCH_UPDATE, MEM_ENC_FLAG_CONTINUE, ptr(&mut z), Some(sev)).0, Ok(()));
-    assert_eq!((z.len, z.gfn_start, z.uaddr), (0, gfn + 4, 0), "ZERO pages leave uaddr alone");
+    inject(
+        vm,
+        MEM_ENC_SIM_FAULT_PROGRESS,
+        id::SNP_LAUNCH_UPDATE,
+        1,
+        3,
+        1,
+    );
+    let mut z = kvm_sev_snp_launch_update {
+        gfn_start: gfn + 2,
+        uaddr: 0,
+        len: 2 * PAGE,
+        type_: 3,
+        ..Default::default()
+    };
+    assert_eq!(
+        op_flags(
+            vm,
+            id::SNP_LAUNCH_UPDATE,
+            MEM_ENC_FLAG_CONTINUE,
+            ptr(&mut z),
+            Some(sev)
+        )
+        .0,
+        Ok(())
+    );
+    assert_eq!(
+        (z.len, z.gfn_start, z.uaddr),
+        (0, gfn + 4, 0),
+        "ZERO pages leave uaddr alone"
+    );
     let (r, _, _) = snp_update(vm, sev, gfn + 4, src.addr + 2 * PAGE, PAGE, 6);
     assert_eq!(r, Ok(()), "CPUID page");
     let _v0 = vcpu(vm, 0).unwrap();
     let _v1 = vcpu(vm, 1).unwrap();
-    let mut f = kvm_sev_snp_launch_finish { flags: 1, ..Default::default() };
-    assert_eq!(op(vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(sev)).0, Err(EINVAL), "flags");
+    let mut f = kvm_sev_snp_launch_finish {
+        flags: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        op(vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(sev)).0,
+        Err(EINVAL),
+        "flags"
+    );
     f.flags = 0;
-    assert_eq!(op(vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(vm)).0, Err(EBADF), "VMSA updates need sev_fd");
+    assert_eq!(
+        op(vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(vm)).0,
+        Err(EBADF),
+        "VMSA updates need sev_fd"
+    );
 
     let mut ld = Ld([0; 48]);
     ld.page(1, base, Some(&src.bytes()[..4096]));
@@ -323,7 +626,11 @@ fn snp_flow(vm: &Fd, sev: &Fd) {
     ld.page(3, base + 2 * PAGE, None);
     ld.page(3, base + 3 * PAGE, None);
     ld.page(6, base + 4 * PAGE, None);
-    assert_eq!(digest(vm), Ok(ld.0.to_vec()), "launch digest before the VMSAs");
+    assert_eq!(
+        digest(vm),
+        Ok(ld.0.to_vec()),
+        "launch digest before the VMSAs"
+    );
     // The VMSAs are added at LAUNCH_FINISH (type 2, GPA 0xFFFFFFFFF000), one per vCPU.
     // (The -EBADF attempt above failed before any VMSA was measured.)
     let mut vmsa = vec![0u8; 4096];
@@ -342,8 +649,11 @@ fn snp_flow(vm: &Fd, sev: &Fd) {
     assert_eq!((r, cmd.sev().error), (Err(EIO), SEV_RET_BAD_MEASUREMENT));
     // That attempt protected both VMSAs; a new VM shows the successful path below.
     assert_eq!(digest(vm), Ok(expected.0.to_vec()));
-    assert_eq!(op(vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(sev)).0, Err(EINVAL), "VMSAs already protected");
-    let _ = &mut id_block;
+    assert_eq!(
+        op(vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(sev)).0,
+        Err(EINVAL),
+        "VMSAs already protected"
+    );
 }
 
 #[test]
@@ -353,7 +663,11 @@ fn snp_finish_with_matching_id_block_and_req_certs() {
     assert_eq!(op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0, Ok(()));
     assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
     let _v = vcpu(&vm, 0).unwrap();
-    assert_eq!(op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0, Err(EINVAL), "after a vCPU");
+    assert_eq!(
+        op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0,
+        Err(EINVAL),
+        "after a vCPU"
+    );
     let mut vmsa = vec![0u8; 4096];
     vmsa[0x3B0..0x3B8].copy_from_slice(&((1u64 << 5) | 1).to_le_bytes());
     let mut ld = Ld([0; 48]);
@@ -390,7 +704,11 @@ fn snp_6_18_checks_uaddr_and_6_11_does_not() {
         let backing = Mem::new(PAGE as usize);
         let _g = private_slot(&vm, 0, 0, PAGE, &backing);
         let src = Mem::new(2 * PAGE as usize);
-        assert_eq!(snp_update(&vm, &sev, 0, src.addr + 8, PAGE, 1).0, want, "unaligned uaddr");
+        assert_eq!(
+            snp_update(&vm, &sev, 0, src.addr + 8, PAGE, 1).0,
+            want,
+            "unaligned uaddr"
+        );
     }
 }
 
@@ -399,9 +717,15 @@ fn sev_init2_types_and_region_pinning() {
     println!("simulated host: snp@6.11");
     // SEV-type VM via INIT2: plain SEV takes no VMSA features and GHCB version 0 only.
     let vm = new_vm("snp@6.11", KVM_X86_SEV_VM);
-    let mut init = kvm_sev_init { vmsa_features: 1 << 5, ..Default::default() };
+    let mut init = kvm_sev_init {
+        vmsa_features: 1 << 5,
+        ..Default::default()
+    };
     assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EINVAL));
-    init = kvm_sev_init { ghcb_version: 1, ..Default::default() };
+    init = kvm_sev_init {
+        ghcb_version: 1,
+        ..Default::default()
+    };
     assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EINVAL));
     assert_eq!(op(&vm, id::INIT2, 8, None).0, Err(EFAULT));
     init = kvm_sev_init::default();
@@ -410,17 +734,39 @@ fn sev_init2_types_and_region_pinning() {
     assert_eq!(op(&vm, id::SNP_LAUNCH_START, 0, None).0, Err(ENOTTY));
     // REG/UNREG_REGION.
     let mem = Mem::new(4 * PAGE as usize);
-    let mut r = kvm_enc_region { addr: mem.addr, size: 4 * PAGE };
+    let mut r = kvm_enc_region {
+        addr: mem.addr,
+        size: 4 * PAGE,
+    };
     assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, ptr(&mut r)), Ok(0));
-    let mut zero = kvm_enc_region { addr: mem.addr, size: 0 };
-    assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, ptr(&mut zero)), Err(EINVAL));
-    let mut other = kvm_enc_region { addr: mem.addr, size: PAGE };
-    assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_UNREG_REGION, ptr(&mut other)), Err(EINVAL), "exact match");
-    assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_UNREG_REGION, ptr(&mut r)), Ok(0));
+    let mut zero = kvm_enc_region {
+        addr: mem.addr,
+        size: 0,
+    };
+    assert_eq!(
+        raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, ptr(&mut zero)),
+        Err(EINVAL)
+    );
+    let mut other = kvm_enc_region {
+        addr: mem.addr,
+        size: PAGE,
+    };
+    assert_eq!(
+        raw(vm.0, KVM_MEMORY_ENCRYPT_UNREG_REGION, ptr(&mut other)),
+        Err(EINVAL),
+        "exact match"
+    );
+    assert_eq!(
+        raw(vm.0, KVM_MEMORY_ENCRYPT_UNREG_REGION, ptr(&mut r)),
+        Ok(0)
+    );
     assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, 8), Err(EFAULT));
     // Before INIT: -ENOTTY. INIT2 on a DEFAULT VM: -EINVAL.
     let vm = new_vm("snp@6.11", 0);
-    assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, ptr(&mut r)), Err(ENOTTY));
+    assert_eq!(
+        raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, ptr(&mut r)),
+        Err(ENOTTY)
+    );
     assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Err(EINVAL));
     // The legacy INIT still works on a DEFAULT VM of a 6.11 kernel.
     assert_eq!(op(&vm, id::INIT, 0, None).0, Ok(()));
@@ -433,15 +779,25 @@ fn sev_migration_commands() {
     let sev = sev_dev(&vm);
     assert_eq!(op(&vm, id::INIT, 0, None).0, Ok(()));
     let mut start = kvm_sev_launch_start::default();
-    assert_eq!(op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev)).0, Ok(()));
-    let mut m = kvm_sev_launch_measure { uaddr: [0u8; 48].as_mut_ptr() as u64, len: 48, pad0: 0 };
+    assert_eq!(
+        op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev)).0,
+        Ok(())
+    );
+    let mut m = kvm_sev_launch_measure {
+        uaddr: [0u8; 48].as_mut_ptr() as u64,
+        len: 48,
+        pad0: 0,
+    };
     let mut blob = [0u8; 48];
     m.uaddr = blob.as_mut_ptr() as u64;
     assert_eq!(op(&vm, id::LAUNCH_MEASURE, ptr(&mut m), None).0, Ok(()));
     assert_eq!(op(&vm, id::LAUNCH_FINISH, 0, None).0, Ok(()));
     let mut ss = kvm_sev_send_start::default();
     let (r, cmd) = op(&vm, id::SEND_START, ptr(&mut ss), None);
-    assert_eq!((r, cmd.sev().error, ss.session_len), (Err(EIO), SEV_RET_INVALID_LEN, 128));
+    assert_eq!(
+        (r, cmd.sev().error, ss.session_len),
+        (Err(EIO), SEV_RET_INVALID_LEN, 128)
+    );
     let mut pdh = [1u8; 64];
     let mut session = vec![0xFFu8; 128];
     let mut certs = [2u8; 16];
@@ -462,11 +818,22 @@ fn sev_migration_commands() {
     // RECEIVE on another VM.
     let dst = vm_from("sev@6.1");
     assert_eq!(op(&dst, id::INIT, 0, None).0, Ok(()));
-    let mut rs = kvm_sev_receive_start { pdh_uaddr: pdh.as_mut_ptr() as u64, pdh_len: 64, ..Default::default() };
-    assert_eq!(op(&dst, id::RECEIVE_START, ptr(&mut rs), Some(&sev)).0, Err(EINVAL), "session missing");
+    let mut rs = kvm_sev_receive_start {
+        pdh_uaddr: pdh.as_mut_ptr() as u64,
+        pdh_len: 64,
+        ..Default::default()
+    };
+    assert_eq!(
+        op(&dst, id::RECEIVE_START, ptr(&mut rs), Some(&sev)).0,
+        Err(EINVAL),
+        "session missing"
+    );
     rs.session_uaddr = session.as_mut_ptr() as u64;
     rs.session_len = 128;
-    assert_eq!(op(&dst, id::RECEIVE_START, ptr(&mut rs), Some(&sev)).0, Ok(()));
+    assert_eq!(
+        op(&dst, id::RECEIVE_START, ptr(&mut rs), Some(&sev)).0,
+        Ok(())
+    );
     assert_ne!(rs.handle, 0);
     assert_eq!(op(&dst, id::RECEIVE_FINISH, 0, None).0, Ok(()));
     let mut st = kvm_sev_guest_status::default();

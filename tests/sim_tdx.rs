@@ -22,7 +22,12 @@ fn caps_buf(n: u32) -> Vec<u64> {
 }
 
 fn entry(function: u32, index: u32, eax: u32) -> kvm_cpuid_entry2 {
-    kvm_cpuid_entry2 { function, index, eax, ..Default::default() }
+    kvm_cpuid_entry2 {
+        function,
+        index,
+        eax,
+        ..Default::default()
+    }
 }
 
 /// KVM_TDX_INIT_VM parameters with these CPUID entries.
@@ -33,7 +38,10 @@ fn init_vm_buf(attributes: u64, xfam: u64, entries: &[kvm_cpuid_entry2]) -> Vec<
     b[256..260].copy_from_slice(&(entries.len() as u32).to_le_bytes());
     for (i, e) in entries.iter().enumerate() {
         let o = 264 + 40 * i;
-        for (j, v) in [e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx].iter().enumerate() {
+        for (j, v) in [e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx]
+            .iter()
+            .enumerate()
+        {
             b[o + 4 * j..o + 4 * j + 4].copy_from_slice(&v.to_le_bytes());
         }
     }
@@ -52,7 +60,12 @@ fn td(profile: &str) -> Fd {
 }
 
 fn split_irqchip(vm: &Fd) -> Result<i32, i32> {
-    let mut cap = kvm_enable_cap { cap: 121, flags: 0, args: [24, 0, 0, 0], pad: [0; 64] };
+    let mut cap = kvm_enable_cap {
+        cap: 121,
+        flags: 0,
+        args: [24, 0, 0, 0],
+        pad: [0; 64],
+    };
     raw(vm.0, KVM_ENABLE_CAP, ptr(&mut cap))
 }
 
@@ -85,7 +98,9 @@ fn capabilities_copy_back_differs_between_6_16_and_6_19() {
         let entries: Vec<[u32; 7]> = (0..nent as usize)
             .map(|i| {
                 let o = 2056 + 40 * i;
-                core::array::from_fn(|j| u32::from_le_bytes(bytes[o + 4 * j..o + 4 * j + 4].try_into().unwrap()))
+                core::array::from_fn(|j| {
+                    u32::from_le_bytes(bytes[o + 4 * j..o + 4 * j + 4].try_into().unwrap())
+                })
             })
             .collect();
         let ext8 = entries.iter().find(|e| e[0] == 0x8000_0008).unwrap();
@@ -96,19 +111,39 @@ fn capabilities_copy_back_differs_between_6_16_and_6_19() {
         let mut cmd = raw_cmd(id::CAPABILITIES, 1, caps.as_mut_ptr() as u64, 0);
         assert_eq!(raw_op(vm.0, &mut cmd), Err(EINVAL));
         let mut cmd = raw_cmd(id::CAPABILITIES, 0, caps.as_mut_ptr() as u64, 5);
-        assert_eq!(raw_op(vm.0, &mut cmd), Err(EINVAL), "hw_error non-zero on input");
+        assert_eq!(
+            raw_op(vm.0, &mut cmd),
+            Err(EINVAL),
+            "hw_error non-zero on input"
+        );
         // The copy-back: 6.16 writes the 24 bytes back (a read-only cmd page faults), 6.19 not.
         let mut page = Mem::new(PAGE as usize);
-        page.bytes()[..24].copy_from_slice(&raw_cmd(id::CAPABILITIES, 0, caps.as_mut_ptr() as u64, 0));
+        page.bytes()[..24].copy_from_slice(&raw_cmd(
+            id::CAPABILITIES,
+            0,
+            caps.as_mut_ptr() as u64,
+            0,
+        ));
         // SAFETY: our own mapping.
         unsafe { libc::mprotect(page.addr as *mut _, PAGE as usize, libc::PROT_READ) };
-        let want = if profile == "tdx@6.16" { Err(EFAULT) } else { Ok(0) };
+        let want = if profile == "tdx@6.16" {
+            Err(EFAULT)
+        } else {
+            Ok(0)
+        };
         assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_OP, page.addr), want);
         // A non-TD VM on a TDX host: -ENOTTY; TDX has no NULL probe (-EFAULT).
         let plain = new_vm(profile, 0);
         assert_eq!(raw(plain.0, KVM_MEMORY_ENCRYPT_OP, 0), Err(ENOTTY));
         assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_OP, 0), Err(EFAULT));
-        assert_eq!(raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, ptr(&mut kvm_enc_region::default())), Err(ENOTTY));
+        assert_eq!(
+            raw(
+                vm.0,
+                KVM_MEMORY_ENCRYPT_REG_REGION,
+                ptr(&mut kvm_enc_region::default())
+            ),
+            Err(ENOTTY)
+        );
     }
 }
 
@@ -117,7 +152,9 @@ fn init_vm_validation_in_order() {
     for profile in PROFILES {
         println!("simulated host: {profile}");
         let vm = new_vm(profile, KVM_X86_TDX_VM);
-        let init = |flags: u32, b: &mut Vec<u8>| op_flags(&vm, id::INIT_VM, flags, b.as_mut_ptr() as u64, None);
+        let init = |flags: u32, b: &mut Vec<u8>| {
+            op_flags(&vm, id::INIT_VM, flags, b.as_mut_ptr() as u64, None)
+        };
         // Kernel flags on INIT_VM are refused by memenc itself (no ioctl), and by the kernel.
         let mut ok = init_vm_buf(0, 0xE7, &gpaw48());
         let mut cmd = raw_cmd(id::INIT_VM, 1, ok.as_mut_ptr() as u64, 0);
@@ -128,30 +165,79 @@ fn init_vm_validation_in_order() {
         let mut b = init_vm_buf(0, 0xE7, &gpaw48());
         b[260] = 1; // cpuid.padding
         assert_eq!(init(0, &mut b).0, Err(EINVAL), "cpuid padding");
-        assert_eq!(init(0, &mut init_vm_buf(1, 0xE7, &gpaw48())).0, Err(EINVAL), "DEBUG attribute");
-        assert_eq!(init(0, &mut init_vm_buf(0, 1 << 40, &gpaw48())).0, Err(EINVAL), "xfam");
-        assert_eq!(init(0, &mut init_vm_buf(0, 0xE7, &[])).0, Err(EINVAL), "no 0x80000008");
-        assert_eq!(init(0, &mut init_vm_buf(0, 0xE7, &[entry(0x8000_0008, 0, 40 << 16)])).0, Err(EINVAL), "GPAW 40");
+        assert_eq!(
+            init(0, &mut init_vm_buf(1, 0xE7, &gpaw48())).0,
+            Err(EINVAL),
+            "DEBUG attribute"
+        );
+        assert_eq!(
+            init(0, &mut init_vm_buf(0, 1 << 40, &gpaw48())).0,
+            Err(EINVAL),
+            "xfam"
+        );
+        assert_eq!(
+            init(0, &mut init_vm_buf(0, 0xE7, &[])).0,
+            Err(EINVAL),
+            "no 0x80000008"
+        );
+        assert_eq!(
+            init(
+                0,
+                &mut init_vm_buf(0, 0xE7, &[entry(0x8000_0008, 0, 40 << 16)])
+            )
+            .0,
+            Err(EINVAL),
+            "GPAW 40"
+        );
         let other = new_vm(profile, KVM_X86_TDX_VM);
         let mut b52 = init_vm_buf(0, 0xE7, &[entry(0x8000_0008, 0, 52 << 16)]);
         let gpaw52 = op(&other, id::INIT_VM, b52.as_mut_ptr() as u64, None).0;
-        let want52 = if profile == "tdx@6.19" { Ok(()) } else { Err(EINVAL) };
-        assert_eq!(gpaw52, want52, "GPAW 52 needs 5-level EPT (the 6.19 profile's host has it)");
+        let want52 = if profile == "tdx@6.19" {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        };
+        assert_eq!(
+            gpaw52, want52,
+            "GPAW 52 needs 5-level EPT (the 6.19 profile's host has it)"
+        );
         let mut tsx = gpaw48();
-        tsx.push(kvm_cpuid_entry2 { function: 7, ebx: 1 << 11, flags: 1, ..Default::default() });
-        assert_eq!(init(0, &mut init_vm_buf(0, 0xE7, &tsx)).0, Err(EINVAL), "RTM");
+        tsx.push(kvm_cpuid_entry2 {
+            function: 7,
+            ebx: 1 << 11,
+            flags: 1,
+            ..Default::default()
+        });
+        assert_eq!(
+            init(0, &mut init_vm_buf(0, 0xE7, &tsx)).0,
+            Err(EINVAL),
+            "RTM"
+        );
         let mut unknown = gpaw48();
         unknown.push(entry(0x4000_0000, 0, 0));
-        assert_eq!(init(0, &mut init_vm_buf(0, 0xE7, &unknown)).0, Err(EINVAL), "not configurable");
+        assert_eq!(
+            init(0, &mut init_vm_buf(0, 0xE7, &unknown)).0,
+            Err(EINVAL),
+            "not configurable"
+        );
         let mut big = init_vm_buf(0, 0xE7, &gpaw48());
         big[256..260].copy_from_slice(&257u32.to_le_bytes());
         assert_eq!(init(0, &mut big).0, Err(E2BIG));
         // A value outside the configurable bits: TDH.MNG.INIT says OPERAND_INVALID (CPUID_CONFIG),
         // reported in hw_error with -EINVAL.
         let mut outside = gpaw48();
-        outside.push(kvm_cpuid_entry2 { function: 0xD, index: 1, eax: 1 << 31, flags: 1, ..Default::default() });
+        outside.push(kvm_cpuid_entry2 {
+            function: 0xD,
+            index: 1,
+            eax: 1 << 31,
+            flags: 1,
+            ..Default::default()
+        });
         let (r, cmd) = init(0, &mut init_vm_buf(0, 0xE7, &outside));
-        assert_eq!((r, cmd.hw_error()), (Err(EINVAL), TDX_OPERAND_INVALID | 0x45));
+        assert_eq!(
+            (r, cmd.hw_error()),
+            (Err(EINVAL), TDX_OPERAND_INVALID | 0x45)
+        );
         // Entropy: -EAGAIN, retried by MEM_ENC_FLAG_RETRY.
         inject(&vm, MEM_ENC_SIM_FAULT_EAGAIN, id::INIT_VM, 1, 2, 0);
         assert_eq!(init(0, &mut ok).0, Err(EAGAIN));
@@ -181,23 +267,40 @@ fn vcpu_scope_and_state_errors() {
         }
         for cmd_id in [id::CAPABILITIES, id::INIT_VM, id::FINALIZE_VM] {
             let mut cmd = raw_cmd(cmd_id, 0, 0, 0);
-            assert_eq!(raw_op(v.0, &mut cmd), Err(EINVAL), "id {cmd_id} on the vCPU");
+            assert_eq!(
+                raw_op(v.0, &mut cmd),
+                Err(EINVAL),
+                "id {cmd_id} on the vCPU"
+            );
         }
         let mut cmd = raw_cmd(id::INIT_VCPU, 0, 0, 1);
         assert_eq!(raw_op(v.0, &mut cmd), Err(EINVAL), "hw_error non-zero");
         let mut cmd = raw_cmd(id::INIT_VCPU, 2, 0, 0);
         assert_eq!(raw_op(v.0, &mut cmd), Err(EINVAL), "flags");
         assert_eq!(op(&v, id::INIT_VCPU, 0x1234, None).0, Ok(()));
-        assert_eq!(op(&v, id::INIT_VCPU, 0, None).0, Err(EINVAL), "INIT_VCPU twice");
+        assert_eq!(
+            op(&v, id::INIT_VCPU, 0, None).0,
+            Err(EINVAL),
+            "INIT_VCPU twice"
+        );
         // GET_CPUID: -E2BIG writes the needed count back.
         let mut small = [0u32; 2];
-        assert_eq!(op(&v, id::GET_CPUID, small.as_mut_ptr() as u64, None).0, Err(E2BIG));
+        assert_eq!(
+            op(&v, id::GET_CPUID, small.as_mut_ptr() as u64, None).0,
+            Err(E2BIG)
+        );
         let n = small[0] as usize;
         assert!(n >= 4);
         let mut buf = vec![0u32; 2 + 10 * n];
         buf[0] = n as u32;
-        assert_eq!(op(&v, id::GET_CPUID, buf.as_mut_ptr() as u64, None).0, Ok(()));
-        let ext8 = (0..n).map(|i| &buf[2 + 10 * i..12 + 10 * i]).find(|e| e[0] == 0x8000_0008).unwrap();
+        assert_eq!(
+            op(&v, id::GET_CPUID, buf.as_mut_ptr() as u64, None).0,
+            Ok(())
+        );
+        let ext8 = (0..n)
+            .map(|i| &buf[2 + 10 * i..12 + 10 * i])
+            .find(|e| e[0] == 0x8000_0008)
+            .unwrap();
         assert_eq!((ext8[3] >> 16) & 0xff, 48, "GPAW from the configuration");
         // vCPU commands never copy the command back.
         let mut page = Mem::new(PAGE as usize);
@@ -207,8 +310,15 @@ fn vcpu_scope_and_state_errors() {
         assert_eq!(raw(v.0, KVM_MEMORY_ENCRYPT_OP, page.addr), Ok(0));
         // After FINALIZE every vCPU command is -EINVAL, GET_CPUID included.
         assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Ok(()));
-        assert_eq!(op(&v, id::GET_CPUID, buf.as_mut_ptr() as u64, None).0, Err(EINVAL));
-        assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Err(EINVAL), "FINALIZE twice");
+        assert_eq!(
+            op(&v, id::GET_CPUID, buf.as_mut_ptr() as u64, None).0,
+            Err(EINVAL)
+        );
+        assert_eq!(
+            op(&vm, id::FINALIZE_VM, 0, None).0,
+            Err(EINVAL),
+            "FINALIZE twice"
+        );
     }
     // The ordering difference: before INIT_VM a bad pointer is -EINVAL on 6.16 (state gate
     // first) and -EFAULT on 6.19 (copy-in first). vCPUs cannot exist then, so use a finalized TD.
@@ -254,35 +364,81 @@ fn init_mem_region_progress_and_mrtd_known_answer() {
         for (i, b) in src.bytes().iter_mut().enumerate() {
             *b = (i % 253) as u8;
         }
-        let region = |gpa: u64, source: u64, n: u64| kvm_tdx_init_mem_region { source_addr: source, gpa, nr_pages: n };
+        let region = |gpa: u64, source: u64, n: u64| kvm_tdx_init_mem_region {
+            source_addr: source,
+            gpa,
+            nr_pages: n,
+        };
         let mut r = region(base + 1, src.addr, 1);
-        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EINVAL), "unaligned gpa");
+        assert_eq!(
+            op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0,
+            Err(EINVAL),
+            "unaligned gpa"
+        );
         let mut r = region(base, src.addr, 0);
-        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EINVAL), "0 pages");
+        assert_eq!(
+            op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0,
+            Err(EINVAL),
+            "0 pages"
+        );
         let mut r = region(base | 1 << 47, src.addr, 1);
-        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EINVAL), "shared GPA");
-        let mut cmd = raw_cmd(id::INIT_MEM_REGION, 2, ptr(&mut region(base, src.addr, 1)), 0);
+        assert_eq!(
+            op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0,
+            Err(EINVAL),
+            "shared GPA"
+        );
+        let mut cmd = raw_cmd(
+            id::INIT_MEM_REGION,
+            2,
+            ptr(&mut region(base, src.addr, 1)),
+            0,
+        );
         assert_eq!(raw_op(v.0, &mut cmd), Err(EINVAL), "unknown flag");
         // A signal after one page: -EINTR, the struct shows the progress; memenc continues.
-        inject(&vm, MEM_ENC_SIM_FAULT_PROGRESS, id::INIT_MEM_REGION, 1, 1, 1);
+        inject(
+            &vm,
+            MEM_ENC_SIM_FAULT_PROGRESS,
+            id::INIT_MEM_REGION,
+            1,
+            1,
+            1,
+        );
         let mut r = region(base, src.addr, 2);
         let m = MEM_ENC_TDX_MEASURE_MEMORY_REGION;
-        assert_eq!(op_flags(&v, id::INIT_MEM_REGION, m, ptr(&mut r), None).0, Err(EINTR));
-        assert_eq!((r.gpa, r.source_addr, r.nr_pages), (base + PAGE, src.addr + PAGE, 1));
-        assert_eq!(op_flags(&v, id::INIT_MEM_REGION, m, ptr(&mut r), None).0, Ok(()));
+        assert_eq!(
+            op_flags(&v, id::INIT_MEM_REGION, m, ptr(&mut r), None).0,
+            Err(EINTR)
+        );
+        assert_eq!(
+            (r.gpa, r.source_addr, r.nr_pages),
+            (base + PAGE, src.addr + PAGE, 1)
+        );
+        assert_eq!(
+            op_flags(&v, id::INIT_MEM_REGION, m, ptr(&mut r), None).0,
+            Ok(())
+        );
         assert_eq!(r.nr_pages, 0);
         // Busy module on PAGE.ADD: -EBUSY; RETRY|CONTINUE gets through it.
         inject(&vm, MEM_ENC_SIM_FAULT_EBUSY, id::INIT_MEM_REGION, 1, 1, 0);
         let mut r = region(base + 2 * PAGE, src.addr + 2 * PAGE, 2);
         let flags = MEM_ENC_FLAG_RETRY | MEM_ENC_FLAG_CONTINUE; // unmeasured pages
-        assert_eq!(op_flags(&v, id::INIT_MEM_REGION, flags, ptr(&mut r), None).0, Ok(()));
+        assert_eq!(
+            op_flags(&v, id::INIT_MEM_REGION, flags, ptr(&mut r), None).0,
+            Ok(())
+        );
         assert_eq!(r.nr_pages, 0);
         // Re-adding a page: -EEXIST from guest_memfd; a shared GFN: -EINVAL.
         let mut r = region(base, src.addr, 1);
-        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EEXIST));
+        assert_eq!(
+            op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0,
+            Err(EEXIST)
+        );
         set_private(&vm, base + 5 * PAGE, PAGE, false);
         let mut r = region(base + 5 * PAGE, src.addr, 1);
-        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EINVAL));
+        assert_eq!(
+            op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0,
+            Err(EINVAL)
+        );
         let s = src.bytes();
         let expected = mrtd_records(&[
             (base, &s[..4096], true),
@@ -299,7 +455,11 @@ fn init_mem_region_progress_and_mrtd_known_answer() {
         assert_eq!((r, cmd.hw_error()), (Ok(()), 0));
         assert_eq!(digest(&vm), Ok(expected));
         let mut r = region(base + 4 * PAGE, src.addr, 1);
-        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EINVAL), "after FINALIZE");
+        assert_eq!(
+            op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0,
+            Err(EINVAL),
+            "after FINALIZE"
+        );
     }
 }
 
@@ -307,14 +467,24 @@ fn init_mem_region_progress_and_mrtd_known_answer() {
 fn a_failed_finalize_kills_the_vm() {
     println!("simulated host: tdx@6.19");
     let vm = td("tdx@6.19");
-    inject(&vm, MEM_ENC_SIM_FAULT_FW_STATUS, id::FINALIZE_VM, 1, 1, 0xC000_0607_0000_0000);
+    inject(
+        &vm,
+        MEM_ENC_SIM_FAULT_FW_STATUS,
+        id::FINALIZE_VM,
+        1,
+        1,
+        0xC000_0607_0000_0000,
+    );
     let (r, cmd) = op(&vm, id::FINALIZE_VM, 0, None);
     assert_eq!((r, cmd.hw_error()), (Err(libc::EIO), 0xC000_0607_0000_0000));
-    assert_eq!(raw(vm.0, KVM_CHECK_EXTENSION, 235), Err(libc::EIO), "VM is bugged");
+    assert_eq!(
+        raw(vm.0, KVM_CHECK_EXTENSION, 235),
+        Err(libc::EIO),
+        "VM is bugged"
+    );
     // 6.19's state guard: a vCPU creation in flight is -EBUSY, a signal -EINTR.
     let vm = td("tdx@6.19");
     inject(&vm, MEM_ENC_SIM_FAULT_EINTR, id::FINALIZE_VM, 1, 1, 0);
     assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Err(EINTR));
     assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Ok(()));
 }
-

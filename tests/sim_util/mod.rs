@@ -55,11 +55,21 @@ pub fn digest(vm: &Fd) -> Result<Vec<u8>, i32> {
     let mut out = [0u8; 64];
     // SAFETY: 64 writable bytes.
     let n = unsafe { mem_enc_sim_launch_digest(vm.0, out.as_mut_ptr(), out.len()) };
-    if n < 0 { Err(n) } else { Ok(out[..n as usize].to_vec()) }
+    if n < 0 {
+        Err(n)
+    } else {
+        Ok(out[..n as usize].to_vec())
+    }
 }
 
 pub fn inject(vm: &Fd, kind: u32, cmd_id: u32, nth: u32, count: u32, value: u64) {
-    let f = mem_enc_sim_fault { kind, cmd_id, nth, count, value };
+    let f = mem_enc_sim_fault {
+        kind,
+        cmd_id,
+        nth,
+        count,
+        value,
+    };
     // SAFETY: a valid struct and its size.
     let r = unsafe { mem_enc_sim_inject(vm.0, &f, size_of::<mem_enc_sim_fault>()) };
     assert_eq!(r, 0);
@@ -95,11 +105,20 @@ pub fn op(fd: &Fd, id: u32, data: u64, sev_fd: Option<&Fd>) -> (Result<(), i32>,
     op_flags(fd, id, 0, data, sev_fd)
 }
 
-pub fn op_flags(fd: &Fd, id: u32, flags: u32, data: u64, sev_fd: Option<&Fd>) -> (Result<(), i32>, mem_enc_cmd) {
+pub fn op_flags(
+    fd: &Fd,
+    id: u32,
+    flags: u32,
+    data: u64,
+    sev_fd: Option<&Fd>,
+) -> (Result<(), i32>, mem_enc_cmd) {
     let mut cmd = mem_enc_cmd::new(id, data);
     cmd.flags = flags;
     if let Some(s) = sev_fd {
-        cmd.status.sev = memenc::mem_enc_sev_status { error: 0, sev_fd: s.0 as u32 };
+        cmd.status.sev = memenc::mem_enc_sev_status {
+            error: 0,
+            sev_fd: s.0 as u32,
+        };
     }
     // SAFETY: the descriptor is open for the duration of the call.
     let b = unsafe { BorrowedFd::borrow_raw(fd.0) };
@@ -116,11 +135,20 @@ impl Mem {
     pub fn new(len: usize) -> Mem {
         // SAFETY: anonymous private mapping.
         let p = unsafe {
-            libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         assert_ne!(p, libc::MAP_FAILED);
-        Mem { addr: p as u64, len }
+        Mem {
+            addr: p as u64,
+            len,
+        }
     }
     pub fn bytes(&mut self) -> &mut [u8] {
         // SAFETY: the mapping is ours and len bytes long.
@@ -136,7 +164,11 @@ impl Drop for Mem {
 
 /// A guest_memfd-backed memslot at `gpa` of `size` bytes, all private.
 pub fn private_slot(vm: &Fd, slot: u32, gpa: u64, size: u64, backing: &Mem) -> Fd {
-    let mut g = kvm_create_guest_memfd { size, flags: 0, reserved: [0; 6] };
+    let mut g = kvm_create_guest_memfd {
+        size,
+        flags: 0,
+        reserved: [0; 6],
+    };
     let gfd = raw(vm.0, KVM_CREATE_GUEST_MEMFD, ptr(&mut g)).expect("guest_memfd");
     let gfd = Fd(gfd);
     let mut r = kvm_userspace_memory_region2 {
@@ -158,7 +190,11 @@ pub fn set_private(vm: &Fd, gpa: u64, size: u64, private: bool) {
     let mut a = kvm_memory_attributes {
         address: gpa,
         size,
-        attributes: if private { KVM_MEMORY_ATTRIBUTE_PRIVATE } else { 0 },
+        attributes: if private {
+            KVM_MEMORY_ATTRIBUTE_PRIVATE
+        } else {
+            0
+        },
         flags: 0,
     };
     assert_eq!(raw(vm.0, KVM_SET_MEMORY_ATTRIBUTES, ptr(&mut a)), Ok(0));
