@@ -195,14 +195,16 @@ fn differential_real_kvm_and_the_none_profile() {
 
 #[test]
 fn probing_answers_per_profile() {
-    let expect: [(
-        &str,
+    // profile, VM_TYPES, MEMORY_ATTRIBUTES, SEV attrs 0, 1, 2
+    type Row = (
+        &'static str,
         i32,
         i32,
         Result<i32, i32>,
         Result<i32, i32>,
         Result<i32, i32>,
-    ); 6] = [
+    );
+    let expect: [Row; 6] = [
         // profile, VM_TYPES, MEMORY_ATTRIBUTES, attr 0, attr 1, attr 2
         (
             "none",
@@ -386,7 +388,7 @@ fn c_api_argument_errors() {
             ..Default::default()
         };
         assert_eq!(mem_enc_sim_inject(vm.0, &zero, 24), -EINVAL);
-        assert_eq!(mem_enc_sim_inject(vm.0, 8 as *const _, 24), -EFAULT);
+        assert_eq!(mem_enc_sim_inject(vm.0, std::ptr::dangling(), 24), -EFAULT);
         assert_eq!(mem_enc_sim_inject(-1, &f, 24), -EBADF);
     }
 }
