@@ -4,6 +4,7 @@
 
 pub mod op;
 pub mod probe;
+pub mod sim;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

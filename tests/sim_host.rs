@@ -1,0 +1,487 @@
+//! The simulated host's generic side: the differential against the real /dev/kvm (the `none`
+//! profile must answer as this machine's KVM does), per-profile probing answers, the C API's
+//! argument errors, and descriptor lifecycle (close and reuse, many VMs, threads).
+
+mod sim_util;
+
+use std::os::fd::AsRawFd;
+
+use memenc::capi::sim::*;
+use memenc::uapi::*;
+use sim_util::*;
+
+fn attr(fd: i32, request: u64, group: u32, attr: u64) -> (Result<i32, i32>, u64) {
+    let mut value = 0u64;
+    let mut a = kvm_device_attr {
+        flags: 0,
+        group,
+        attr,
+        addr: ptr(&mut value),
+    };
+    (raw(fd, request, ptr(&mut a)), value)
+}
+
+/// The questions memenc asks a host, answered by `system` (a /dev/kvm descriptor).
+fn answers(system: i32) -> Vec<String> {
+    let mut out = vec![format!("api {:?}", raw(system, KVM_GET_API_VERSION, 0))];
+    for cap in [
+        KVM_CAP_SYS_ATTRIBUTES,
+        KVM_CAP_MEMORY_ATTRIBUTES,
+        KVM_CAP_GUEST_MEMFD,
+        KVM_CAP_VM_TYPES,
+        KVM_CAP_GUEST_MEMFD_FLAGS,
+        9999,
+    ] {
+        out.push(format!(
+            "sys cap {cap} {:?}",
+            raw(system, KVM_CHECK_EXTENSION, cap)
+        ));
+    }
+    for (g, a) in [(0, 1), (1, 0), (1, 1), (1, 2), (2, 0)] {
+        out.push(format!(
+            "get {g}/{a} {:?}",
+            attr(system, KVM_GET_DEVICE_ATTR, g, a).0
+        ));
+        out.push(format!(
+            "has {g}/{a} {:?}",
+            attr(system, KVM_HAS_DEVICE_ATTR, g, a).0
+        ));
+    }
+    out.push(format!(
+        "group 0 attr 0 present {:?}",
+        attr(system, KVM_HAS_DEVICE_ATTR, 0, 0).0
+    ));
+    out.push(format!(
+        "attr EFAULT {:?}",
+        raw(system, KVM_GET_DEVICE_ATTR, 8)
+    ));
+    out.push(format!(
+        "sys encrypt op {:?}",
+        raw(system, KVM_MEMORY_ENCRYPT_OP, 0)
+    ));
+    out.push(format!("sys unknown {:?}", raw(system, 0xAEFF, 0)));
+    for t in 1..7 {
+        out.push(format!("create vm {t} {:?}", raw(system, KVM_CREATE_VM, t)));
+    }
+    let vm = Fd(raw(system, KVM_CREATE_VM, 0).expect("default VM"));
+    for cap in [
+        KVM_CAP_MEMORY_ATTRIBUTES,
+        KVM_CAP_GUEST_MEMFD,
+        KVM_CAP_VM_TYPES,
+        KVM_CAP_GUEST_MEMFD_FLAGS,
+    ] {
+        out.push(format!(
+            "vm cap {cap} {:?}",
+            raw(vm.0, KVM_CHECK_EXTENSION, cap)
+        ));
+    }
+    out.push(format!(
+        "vm null op {:?}",
+        raw(vm.0, KVM_MEMORY_ENCRYPT_OP, 0)
+    ));
+    let mut cmd = raw_cmd(0, 0, 0, 0);
+    out.push(format!("vm op {:?}", raw_op(vm.0, &mut cmd)));
+    let (r, _) = op(&vm, 0, 0, None);
+    out.push(format!("mem_enc_op {r:?}"));
+    // SAFETY: a NULL command is the documented probe.
+    out.push(format!("vm op null cmd via memenc {}", unsafe {
+        memenc::capi::op::mem_enc_op(vm.0, core::ptr::null_mut())
+    }));
+    out.push(format!(
+        "reg region {:?}",
+        raw(
+            vm.0,
+            KVM_MEMORY_ENCRYPT_REG_REGION,
+            ptr(&mut kvm_enc_region::default())
+        )
+    ));
+    out.push(format!(
+        "reg region EFAULT {:?}",
+        raw(vm.0, KVM_MEMORY_ENCRYPT_REG_REGION, 8)
+    ));
+    let mut a = kvm_memory_attributes {
+        address: 0,
+        size: 4096,
+        attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE,
+        flags: 0,
+    };
+    out.push(format!(
+        "mem attrs {:?}",
+        raw(vm.0, KVM_SET_MEMORY_ATTRIBUTES, ptr(&mut a))
+    ));
+    let mut g = kvm_create_guest_memfd {
+        size: 1 << 20,
+        flags: 0,
+        reserved: [0; 6],
+    };
+    let gmem = raw(vm.0, KVM_CREATE_GUEST_MEMFD, ptr(&mut g));
+    out.push(format!("gmem ok {}", gmem.is_ok()));
+    if let Ok(fd) = gmem {
+        // SAFETY: our descriptor.
+        unsafe { libc::close(fd) };
+    }
+    g.size = 1000;
+    out.push(format!(
+        "gmem unaligned {:?}",
+        raw(vm.0, KVM_CREATE_GUEST_MEMFD, ptr(&mut g))
+    ));
+    g = kvm_create_guest_memfd {
+        size: 1 << 20,
+        flags: 1 << 5,
+        reserved: [0; 6],
+    };
+    out.push(format!(
+        "gmem bad flag {:?}",
+        raw(vm.0, KVM_CREATE_GUEST_MEMFD, ptr(&mut g))
+    ));
+    let mut r = kvm_userspace_memory_region2 {
+        slot: 0,
+        memory_size: 4096,
+        guest_phys_addr: 0x1001,
+        ..Default::default()
+    };
+    out.push(format!(
+        "region2 unaligned gpa {:?}",
+        raw(vm.0, KVM_SET_USER_MEMORY_REGION2, ptr(&mut r))
+    ));
+    r = kvm_userspace_memory_region2 {
+        slot: 0,
+        ..Default::default()
+    };
+    out.push(format!(
+        "region2 delete missing {:?}",
+        raw(vm.0, KVM_SET_USER_MEMORY_REGION2, ptr(&mut r))
+    ));
+    out.push(format!(
+        "tsc before vcpu {:?}",
+        raw(vm.0, KVM_SET_TSC_KHZ, 1_000_000)
+    ));
+    let v = Fd(raw(vm.0, KVM_CREATE_VCPU, 0).expect("vcpu"));
+    out.push(format!("vcpu again {:?}", raw(vm.0, KVM_CREATE_VCPU, 0)));
+    out.push(format!(
+        "vcpu id too big {:?}",
+        raw(vm.0, KVM_CREATE_VCPU, 1 << 20)
+    ));
+    out.push(format!(
+        "tsc after vcpu {:?}",
+        raw(vm.0, KVM_SET_TSC_KHZ, 1_000_000)
+    ));
+    out.push(format!("vcpu op {:?}", raw_op(v.0, &mut cmd)));
+    out.push(format!(
+        "vcpu cap {:?}",
+        raw(v.0, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES)
+    ));
+    out.push(format!("vm unknown {:?}", raw(vm.0, 0xAEFF, 0)));
+    out
+}
+
+#[test]
+fn differential_real_kvm_and_the_none_profile() {
+    // SAFETY: plain open(2) of a device path.
+    let real = unsafe { libc::open(c"/dev/kvm".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if real < 0 {
+        println!("SKIPPED: no usable /dev/kvm here; the differential needs the real host");
+        return;
+    }
+    let real = Fd(real);
+    let sim = kvm("none");
+    let (want, got) = (answers(real.0), answers(sim.0));
+    for (w, g) in want.iter().zip(&got) {
+        println!("real: {w:<40} simulated: {g}");
+    }
+    assert_eq!(want, got, "the none profile answers as this machine's KVM");
+    assert_eq!(memenc::host::vendor_of(sim.0), memenc::host::cpu_vendor());
+}
+
+#[test]
+fn probing_answers_per_profile() {
+    // profile, VM_TYPES, MEMORY_ATTRIBUTES, SEV attrs 0, 1, 2
+    type Row = (
+        &'static str,
+        i32,
+        i32,
+        Result<i32, i32>,
+        Result<i32, i32>,
+        Result<i32, i32>,
+    );
+    let expect: [Row; 6] = [
+        // profile, VM_TYPES, MEMORY_ATTRIBUTES, attr 0, attr 1, attr 2
+        (
+            "none",
+            0x1,
+            0,
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+        ),
+        (
+            "sev@6.1",
+            0,
+            0,
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+        ),
+        (
+            "snp@6.11",
+            0x1D,
+            8,
+            Ok(0x20),
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+        ),
+        ("snp@6.18", 0x1D, 8, Ok(0x220), Ok(0x3FB_FFFF), Ok(1)),
+        (
+            "tdx@6.16",
+            0x21,
+            8,
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+        ),
+        (
+            "tdx@6.19",
+            0x21,
+            8,
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+        ),
+    ];
+    for (profile, types, attrs, a0, a1, a2) in expect {
+        println!("simulated host: {profile}");
+        let sys = kvm(profile);
+        assert_eq!(
+            raw(sys.0, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES),
+            Ok(types),
+            "{profile}"
+        );
+        assert_eq!(
+            raw(sys.0, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES),
+            Ok(attrs),
+            "{profile}"
+        );
+        for (a, want) in [(0, a0), (1, a1), (2, a2)] {
+            let (r, v) = attr(sys.0, KVM_GET_DEVICE_ATTR, 1, a);
+            assert_eq!(r.map(|_| v as i32), want, "{profile} attr {a}");
+        }
+        for t in 0..6u64 {
+            let creatable = if types == 0 {
+                t == 0
+            } else {
+                types & (1 << t) != 0
+            };
+            let r = raw(sys.0, KVM_CREATE_VM, t);
+            assert_eq!(r.is_ok(), creatable, "{profile} type {t}: {r:?}");
+            if let Ok(fd) = r {
+                // SAFETY: our descriptor.
+                unsafe { libc::close(fd) };
+            }
+        }
+        let v = new_vm(profile, 0);
+        // The vendor numbering follows the profile.
+        let vendor = memenc::host::vendor_of(v.0);
+        let expected = match profile {
+            "none" => memenc::host::cpu_vendor(),
+            p if p.starts_with("tdx") => memenc::Vendor::Tdx,
+            _ => memenc::Vendor::Sev,
+        };
+        assert_eq!(vendor, expected);
+    }
+    // Listing the profiles.
+    let names: Vec<String> = (0..)
+        .map(|i: usize| mem_enc_sim_profile_name(i))
+        .take_while(|p| !p.is_null())
+        // SAFETY: static NUL-terminated strings.
+        .map(|p| {
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "none", "sev@6.1", "snp@6.11", "snp@6.18", "tdx@6.16", "tdx@6.19"
+        ]
+    );
+}
+
+#[test]
+fn c_api_argument_errors() {
+    // SAFETY: NULL and valid strings only.
+    unsafe {
+        assert_eq!(mem_enc_sim_kvm_open(core::ptr::null()), -EINVAL);
+        assert_eq!(mem_enc_sim_kvm_open(c"sev@9.9".as_ptr()), -libc::ENOENT);
+        assert_eq!(mem_enc_sim_vm_create(core::ptr::null()), -EINVAL);
+        assert_eq!(mem_enc_sim_vm_create_type(c"none".as_ptr(), 4), -EINVAL);
+        assert_eq!(
+            mem_enc_sim_vm_create_type(c"snp@6.11".as_ptr(), 99),
+            -EINVAL
+        );
+    }
+    assert_eq!(mem_enc_sim_vcpu_create(-1, 0), -EBADF);
+    assert_eq!(
+        mem_enc_sim_vcpu_create(0, 0),
+        -EBADF,
+        "stdin is not a simulated VM"
+    );
+    let vm = new_vm("tdx@6.16", 0);
+    assert_eq!(mem_enc_sim_sev_device_open(vm.0), -libc::ENODEV);
+    assert_eq!(mem_enc_sim_sev_device_open(1), -EBADF);
+    assert_eq!(digest(&vm), Err(-EINVAL), "no launch yet");
+    let vm = new_vm("snp@6.18", KVM_X86_SNP_VM);
+    let sev = sev_dev(&vm);
+    assert_eq!(
+        mem_enc_sim_sev_device_open(sev.0),
+        -EBADF,
+        "a /dev/sev is not a VM"
+    );
+    let mut init = kvm_sev_init::default();
+    assert_eq!(op(&vm, 22, ptr(&mut init), None).0, Ok(()));
+    let mut s = kvm_sev_snp_launch_start {
+        policy: 0x30000,
+        ..Default::default()
+    };
+    assert_eq!(op(&vm, 100, ptr(&mut s), Some(&sev)).0, Ok(()));
+    let mut small = [0u8; 47];
+    // SAFETY: 47 writable bytes.
+    assert_eq!(
+        unsafe { mem_enc_sim_launch_digest(vm.0, small.as_mut_ptr(), small.len()) },
+        -libc::ENOSPC
+    );
+    // SAFETY: NULL is handled.
+    assert_eq!(
+        unsafe { mem_enc_sim_launch_digest(vm.0, core::ptr::null_mut(), 48) },
+        -EINVAL
+    );
+    assert_eq!(digest(&vm), Ok(vec![0; 48]), "SNP digest starts at zero");
+    // Fault structs follow copy_struct_from_user.
+    let f = mem_enc_sim_fault {
+        kind: MEM_ENC_SIM_FAULT_EINTR,
+        ..Default::default()
+    };
+    // SAFETY: valid pointers and sizes below.
+    unsafe {
+        assert_eq!(mem_enc_sim_inject(vm.0, core::ptr::null(), 24), -EINVAL);
+        assert_eq!(mem_enc_sim_inject(vm.0, &f, 24), 0);
+        assert_eq!(mem_enc_sim_inject(vm.0, &f, 4), 0, "smaller: zero-filled");
+        let mut big = [0u8; 40];
+        big[..24].copy_from_slice(core::slice::from_raw_parts(
+            (&f as *const mem_enc_sim_fault).cast(),
+            24,
+        ));
+        assert_eq!(
+            mem_enc_sim_inject(vm.0, big.as_ptr().cast(), 40),
+            0,
+            "larger with a zero tail"
+        );
+        big[39] = 1;
+        assert_eq!(mem_enc_sim_inject(vm.0, big.as_ptr().cast(), 40), -E2BIG);
+        let bad = mem_enc_sim_fault {
+            kind: 99,
+            ..Default::default()
+        };
+        assert_eq!(mem_enc_sim_inject(vm.0, &bad, 24), -EINVAL);
+        let zero = mem_enc_sim_fault {
+            kind: MEM_ENC_SIM_FAULT_PROGRESS,
+            ..Default::default()
+        };
+        assert_eq!(mem_enc_sim_inject(vm.0, &zero, 24), -EINVAL);
+        assert_eq!(mem_enc_sim_inject(vm.0, std::ptr::dangling(), 24), -EFAULT);
+        assert_eq!(mem_enc_sim_inject(-1, &f, 24), -EBADF);
+    }
+}
+
+#[test]
+fn closed_and_reused_descriptors_are_never_mistaken() {
+    let vm = new_vm("snp@6.11", KVM_X86_SNP_VM);
+    let n = vm.0;
+    drop(vm);
+    // The number is reused by something else: it must go to the real kernel now.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    if file.as_raw_fd() == n {
+        assert_eq!(
+            raw(n, KVM_MEMORY_ENCRYPT_OP, 0),
+            Err(ENOTTY),
+            "a real /dev/null"
+        );
+        assert_eq!(memenc::host::vendor_of(n), memenc::host::cpu_vendor());
+    }
+    drop(file);
+    assert_eq!(raw(n, KVM_MEMORY_ENCRYPT_OP, 0), Err(EBADF), "closed");
+    assert_eq!(mem_enc_sim_vcpu_create(n, 0), -EBADF);
+    // A vCPU keeps its VM alive after the VM descriptor is closed, as in the kernel.
+    let vm = new_vm("tdx@6.19", KVM_X86_TDX_VM);
+    let mut caps = vec![0u64; 400];
+    caps[256] = 16;
+    let mut b = vec![0u8; 264 + 40];
+    b[256] = 1;
+    b[264..268].copy_from_slice(&0x8000_0008u32.to_le_bytes());
+    b[276..280].copy_from_slice(&(48u32 << 16).to_le_bytes());
+    assert_eq!(op(&vm, 1, b.as_mut_ptr() as u64, None).0, Ok(()));
+    let mut cap = kvm_enable_cap {
+        cap: 121,
+        flags: 0,
+        args: [0; 4],
+        pad: [0; 64],
+    };
+    assert_eq!(raw(vm.0, KVM_ENABLE_CAP, ptr(&mut cap)), Ok(0));
+    let v = vcpu(&vm, 0).unwrap();
+    drop(vm);
+    assert_eq!(
+        op(&v, 2, 0, None).0,
+        Ok(()),
+        "INIT_VCPU on the orphaned vCPU"
+    );
+    assert!(digest(&v).is_ok(), "the VM is reachable through its vCPU");
+}
+
+#[test]
+fn many_vms_and_threads() {
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let profile = ["snp@6.18", "tdx@6.19", "sev@6.1", "none"][t % 4];
+                let mut vms = Vec::new();
+                for _ in 0..25 {
+                    vms.push(new_vm(profile, 0));
+                }
+                for (i, vm) in vms.iter().enumerate() {
+                    let v = vcpu(vm, i as u32).unwrap();
+                    assert!(v.0 >= 0);
+                    assert_eq!(
+                        raw(vm.0, KVM_CHECK_EXTENSION, KVM_CAP_SYS_ATTRIBUTES),
+                        Ok(1)
+                    );
+                }
+                // Each VM is separate: INIT on one does not initialise another.
+                if profile == "sev@6.1" {
+                    let (a, b) = (new_vm(profile, 0), new_vm(profile, 0));
+                    assert_eq!(op(&a, 0, 0, None).0, Ok(()));
+                    assert_eq!(op(&b, 7, 0, None).0, Err(ENOTTY));
+                    assert_eq!(op(&a, 0, 0, None).0, Err(EINVAL));
+                    // INIT after a vCPU exists: -EINVAL.
+                    assert_eq!(op(&vms[0], 0, 0, None).0, Err(EINVAL));
+                }
+                vms.len()
+            })
+        })
+        .collect();
+    let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(total, 200);
+    // Many threads on one VM: commands serialise on the VM.
+    let vm = std::sync::Arc::new(new_vm("sev@6.1", 0));
+    let results: Vec<_> = (0..8)
+        .map(|_| {
+            let vm = vm.clone();
+            std::thread::spawn(move || op(&vm, 0, 0, None).0)
+        })
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one INIT wins"
+    );
+}

@@ -1,0 +1,213 @@
+//! Shared helpers of the simulated-host tests: descriptors through the C exports, raw ioctls
+//! through memenc's host layer (the kernel's view), and guest memory set-up.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::os::fd::{BorrowedFd, RawFd};
+
+use memenc::capi::sim::*;
+use memenc::uapi::*;
+use memenc::{Errno, mem_enc_cmd};
+
+pub const PAGE: u64 = 4096;
+
+/// Closes descriptors at the end of a test.
+pub struct Fd(pub RawFd);
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the test owns this descriptor.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+pub fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+pub fn kvm(profile: &str) -> Fd {
+    let p = cstr(profile);
+    // SAFETY: NUL-terminated string.
+    let fd = unsafe { mem_enc_sim_kvm_open(p.as_ptr()) };
+    assert!(fd >= 0, "kvm_open({profile}) = {fd}");
+    Fd(fd)
+}
+
+pub fn new_vm(profile: &str, vm_type: u32) -> Fd {
+    let p = cstr(profile);
+    // SAFETY: NUL-terminated string.
+    let fd = unsafe { mem_enc_sim_vm_create_type(p.as_ptr(), vm_type) };
+    assert!(fd >= 0, "vm_create({profile}, {vm_type}) = {fd}");
+    Fd(fd)
+}
+
+pub fn vcpu(vm: &Fd, id: u32) -> Result<Fd, i32> {
+    let fd = mem_enc_sim_vcpu_create(vm.0, id);
+    if fd < 0 { Err(fd) } else { Ok(Fd(fd)) }
+}
+
+pub fn sev_dev(vm: &Fd) -> Fd {
+    let fd = mem_enc_sim_sev_device_open(vm.0);
+    assert!(fd >= 0, "sev_device_open = {fd}");
+    Fd(fd)
+}
+
+pub fn digest(vm: &Fd) -> Result<Vec<u8>, i32> {
+    let mut out = [0u8; 64];
+    // SAFETY: 64 writable bytes.
+    let n = unsafe { mem_enc_sim_launch_digest(vm.0, out.as_mut_ptr(), out.len()) };
+    if n < 0 {
+        Err(n)
+    } else {
+        Ok(out[..n as usize].to_vec())
+    }
+}
+
+pub fn inject(vm: &Fd, kind: u32, cmd_id: u32, nth: u32, count: u32, value: u64) {
+    let f = mem_enc_sim_fault {
+        kind,
+        cmd_id,
+        nth,
+        count,
+        value,
+    };
+    // SAFETY: a valid struct and its size.
+    let r = unsafe { mem_enc_sim_inject(vm.0, &f, size_of::<mem_enc_sim_fault>()) };
+    assert_eq!(r, 0);
+}
+
+/// A raw ioctl as the kernel sees it (memenc's host layer, which routes simulated fds).
+pub fn raw(fd: RawFd, request: u64, arg: u64) -> Result<i32, i32> {
+    // SAFETY: the tests pass pointers to live buffers of the right size, or deliberately bad
+    // addresses the model (like the kernel) must reject with EFAULT.
+    unsafe { memenc::host::ioctl(fd, request, arg) }.map_err(|e| e.0)
+}
+
+pub fn ptr<T>(v: &mut T) -> u64 {
+    v as *mut T as u64
+}
+
+/// A raw KVM_MEMORY_ENCRYPT_OP on a 24-byte command the test can inspect afterwards.
+pub fn raw_op(fd: RawFd, cmd: &mut [u8; 24]) -> Result<i32, i32> {
+    raw(fd, KVM_MEMORY_ENCRYPT_OP, cmd.as_mut_ptr() as u64)
+}
+
+pub fn raw_cmd(id: u32, flags: u32, data: u64, status: u64) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[0..4].copy_from_slice(&id.to_le_bytes());
+    b[4..8].copy_from_slice(&flags.to_le_bytes());
+    b[8..16].copy_from_slice(&data.to_le_bytes());
+    b[16..24].copy_from_slice(&status.to_le_bytes());
+    b
+}
+
+/// memenc's own entry point, as a VMM would call it.
+pub fn op(fd: &Fd, id: u32, data: u64, sev_fd: Option<&Fd>) -> (Result<(), i32>, mem_enc_cmd) {
+    op_flags(fd, id, 0, data, sev_fd)
+}
+
+pub fn op_flags(
+    fd: &Fd,
+    id: u32,
+    flags: u32,
+    data: u64,
+    sev_fd: Option<&Fd>,
+) -> (Result<(), i32>, mem_enc_cmd) {
+    let mut cmd = mem_enc_cmd::new(id, data);
+    cmd.flags = flags;
+    if let Some(s) = sev_fd {
+        cmd.status.sev = memenc::mem_enc_sev_status {
+            error: 0,
+            sev_fd: s.0 as u32,
+        };
+    }
+    // SAFETY: the descriptor is open for the duration of the call.
+    let b = unsafe { BorrowedFd::borrow_raw(fd.0) };
+    let r = memenc::memory_encrypt_op(b, &mut cmd).map_err(|Errno(e)| e);
+    (r, cmd)
+}
+
+/// Page-aligned anonymous memory.
+pub struct Mem {
+    pub addr: u64,
+    pub len: usize,
+}
+impl Mem {
+    pub fn new(len: usize) -> Mem {
+        // SAFETY: anonymous private mapping.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        Mem {
+            addr: p as u64,
+            len,
+        }
+    }
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is ours and len bytes long.
+        unsafe { core::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
+    }
+}
+impl Drop for Mem {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(self.addr as *mut _, self.len) };
+    }
+}
+
+/// A guest_memfd-backed memslot at `gpa` of `size` bytes, all private.
+pub fn private_slot(vm: &Fd, slot: u32, gpa: u64, size: u64, backing: &Mem) -> Fd {
+    let mut g = kvm_create_guest_memfd {
+        size,
+        flags: 0,
+        reserved: [0; 6],
+    };
+    let gfd = raw(vm.0, KVM_CREATE_GUEST_MEMFD, ptr(&mut g)).expect("guest_memfd");
+    let gfd = Fd(gfd);
+    let mut r = kvm_userspace_memory_region2 {
+        slot,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guest_phys_addr: gpa,
+        memory_size: size,
+        userspace_addr: backing.addr,
+        guest_memfd_offset: 0,
+        guest_memfd: gfd.0 as u32,
+        ..Default::default()
+    };
+    assert_eq!(raw(vm.0, KVM_SET_USER_MEMORY_REGION2, ptr(&mut r)), Ok(0));
+    set_private(vm, gpa, size, true);
+    gfd
+}
+
+pub fn set_private(vm: &Fd, gpa: u64, size: u64, private: bool) {
+    let mut a = kvm_memory_attributes {
+        address: gpa,
+        size,
+        attributes: if private {
+            KVM_MEMORY_ATTRIBUTE_PRIVATE
+        } else {
+            0
+        },
+        flags: 0,
+    };
+    assert_eq!(raw(vm.0, KVM_SET_MEMORY_ATTRIBUTES, ptr(&mut a)), Ok(0));
+}
+
+pub const EINVAL: i32 = libc::EINVAL;
+pub const ENOTTY: i32 = libc::ENOTTY;
+pub const EFAULT: i32 = libc::EFAULT;
+pub const EIO: i32 = libc::EIO;
+pub const EPERM: i32 = libc::EPERM;
+pub const EBADF: i32 = libc::EBADF;
+pub const EBUSY: i32 = libc::EBUSY;
+pub const EINTR: i32 = libc::EINTR;
+pub const EAGAIN: i32 = libc::EAGAIN;
+pub const E2BIG: i32 = libc::E2BIG;
+pub const EEXIST: i32 = libc::EEXIST;
