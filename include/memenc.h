@@ -96,6 +96,34 @@
 #define MEM_ENC_VERSION_PATCH 0
 
 /**
+ * `mem_enc_last_stage()`: the last helper call succeeded.
+ */
+#define MEM_ENC_STAGE_NONE 0
+
+/**
+ * `mem_enc_last_stage()`: memenc rejected the call and issued no ioctl.
+ */
+#define MEM_ENC_STAGE_MEMENC 1
+
+/**
+ * `mem_enc_last_stage()`: the kernel rejected the call before the firmware was reached
+ * (firmware status 0 or SEV_RET_NO_FW_CALL), or the kernel reports no status for it (TDX vCPU
+ * commands).
+ */
+#define MEM_ENC_STAGE_KVM 2
+
+/**
+ * `mem_enc_last_stage()`: the firmware (PSP or TDX module) rejected the call; its status says
+ * why (`mem_enc_fw_strerror()`).
+ */
+#define MEM_ENC_STAGE_FIRMWARE 3
+
+/**
+ * A buffer of this many bytes always holds `mem_enc_fw_describe()`'s text and its NUL.
+ */
+#define MEM_ENC_FW_DESCRIBE_MAX 320
+
+/**
  * The SEV view of the status word: written back by the kernel (`error`) or supplied by the
  * caller (`sev_fd`, a `/dev/sev` descriptor).
  */
@@ -154,6 +182,59 @@ struct mem_enc_cmd {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The name and meaning of a firmware status, e.g. for SEV 2:
+ * "SEV_RET_INVALID_GUEST_STATE: the guest is in the wrong state for this command (commands out
+ * of order)", and for TDX 0xC000010000000045:
+ * "TDX_OPERAND_INVALID (operand CPUID_CONFIG): the SEAMCALL operand named is invalid".
+ *
+ * Arguments:
+ *  "vendor" - `MEM_ENC_VENDOR_SEV` (status is a 32-bit `SEV_RET_*` code, as in `fw_error`) or
+ *             `MEM_ENC_VENDOR_TDX` (status is a 64-bit SEAMCALL status, as in `hw_error`).
+ *  "status" - the status.
+ *
+ * Codes memenc does not know get a sentence naming what is known (for TDX, the class).
+ *
+ * Returns: a static NUL-terminated string; never NULL, never empty, never to be freed.
+ */
+const char *mem_enc_fw_strerror(uint32_t vendor, uint64_t status);
+
+/**
+ * The full description of a firmware status: `mem_enc_fw_strerror()`'s text followed by the
+ * raw value and, for TDX, its decoded fields, e.g.
+ * "TDX_OPERAND_INVALID (operand CPUID_CONFIG): ... [0xc000010000000045: class 0x01,
+ * details 0x00, operand 0x45 CPUID_CONFIG; error]".
+ *
+ * Arguments:
+ *  "vendor", "status" - as for `mem_enc_fw_strerror()`.
+ *  "buf"              - where the NUL-terminated text goes; may be NULL when "len" is 0.
+ *  "len"              - size of "buf" in bytes. `MEM_ENC_FW_DESCRIBE_MAX` always suffices.
+ *
+ * Returns: the text's length (without the NUL) on success;
+ *  -ENOSPC  "buf" is too small: nothing is written (a buffer of `MEM_ENC_FW_DESCRIBE_MAX`
+ *           bytes never is);
+ *  -EFAULT  "buf" is NULL while "len" is not 0.
+ *
+ * Allocates no memory.
+ *
+ * # Safety
+ * "buf" must be NULL or point to "len" writable bytes.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_fw_describe(uint32_t vendor,
+                        uint64_t status,
+                        char *buf,
+                        size_t len);
+
+/**
+ * The stage at which the calling thread's most recent typed-helper call (`mem_enc_sev_*`,
+ * `mem_enc_snp_*`, `mem_enc_tdx_*`, `mem_enc_mem_*`) stopped: `MEM_ENC_STAGE_NONE` (it
+ * succeeded), `MEM_ENC_STAGE_MEMENC` (rejected by memenc, no ioctl issued), `MEM_ENC_STAGE_KVM`
+ * (rejected by the kernel before the firmware) or `MEM_ENC_STAGE_FIRMWARE` (rejected by the
+ * firmware; see the `fw_error`/`hw_error` out-parameter). Thread-local, like errno.
+ */
+uint32_t mem_enc_last_stage(void);
 
 /**
  * A drop-in for `ioctl(fd, KVM_MEMORY_ENCRYPT_OP, cmd)`, with the checks the kernel leaves

@@ -13,6 +13,8 @@ pub mod capi;
 /// cbindgen:ignore
 pub mod errno;
 /// cbindgen:ignore
+pub mod fwerr;
+/// cbindgen:ignore
 pub mod host;
 /// cbindgen:ignore
 pub mod op;

@@ -2,6 +2,7 @@
 //! Rust core, and maps `Errno` to `-errno`. Nothing here decides semantics, and no panic
 //! crosses into C: a caught panic becomes `-ENOTRECOVERABLE`.
 
+pub mod fwerr;
 pub mod op;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
