@@ -15,11 +15,14 @@ pub mod errno;
 /// cbindgen:ignore
 pub mod fwerr;
 /// cbindgen:ignore
+pub mod helpers;
+/// cbindgen:ignore
 pub mod host;
 /// cbindgen:ignore
 pub mod op;
 /// cbindgen:ignore
 pub mod sim;
+pub mod trace;
 /// cbindgen:ignore
 pub mod uapi;
 /// cbindgen:ignore

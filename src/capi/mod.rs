@@ -4,6 +4,7 @@
 
 pub mod fwerr;
 pub mod op;
+pub mod trace;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
