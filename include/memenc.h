@@ -149,6 +149,49 @@
 #define MEM_ENC_SEV_SEND_START_ARGS_SIZE_VER0 48
 
 /**
+ * Fault kind: the partial-progress commands stop after `value` pages (SNP_LAUNCH_UPDATE
+ * returns 0 with its fields advanced; TDX INIT_MEM_REGION sees a signal: -EINTR with its
+ * fields advanced).
+ */
+#define MEM_ENC_SIM_FAULT_PROGRESS 1
+
+/**
+ * Fault kind: a signal is pending where the kernel checks for one (page loops, killable
+ * vCPU locks): -EINTR there (SNP_LAUNCH_UPDATE reports a failed first page as -EIO).
+ * Commands without such a point fail with -EINTR at the start of their handler.
+ */
+#define MEM_ENC_SIM_FAULT_EINTR 2
+
+/**
+ * Fault kind: TDX INIT_VM runs out of entropy (-EAGAIN, nothing in `hw_error`); other
+ * commands fail with -EAGAIN at the start of their handler.
+ */
+#define MEM_ENC_SIM_FAULT_EAGAIN 3
+
+/**
+ * Fault kind: busy. TDX FINALIZE_VM and TDH.MEM.PAGE.ADD report TDX_OPERAND_BUSY (-EBUSY),
+ * a vCPU creation is in flight for 6.19 TDX and SEV vCPU-wide commands; other commands fail
+ * with -EBUSY at the start of their handler.
+ */
+#define MEM_ENC_SIM_FAULT_EBUSY 4
+
+/**
+ * Fault kind: the command's (first) firmware call returns status `value` (SEV: `error`,
+ * -EIO; TDX: the SEAMCALL status, reported in `hw_error` where the kernel reports it).
+ */
+#define MEM_ENC_SIM_FAULT_FW_STATUS 5
+
+/**
+ * `cmd_id` that matches every sub-command.
+ */
+#define MEM_ENC_SIM_ANY_CMD UINT32_MAX
+
+/**
+ * The largest launch measurement `mem_enc_sim_launch_digest()` writes (48 bytes).
+ */
+#define MEM_ENC_SIM_DIGEST_MAX 48
+
+/**
  * Size of the first version of `struct mem_enc_snp_launch_start_args`.
  */
 #define MEM_ENC_SNP_LAUNCH_START_ARGS_SIZE_VER0 24
@@ -420,6 +463,33 @@ struct mem_enc_sev_send_start_args {
    * Length of "amd_certs" in bytes.
    */
   size_t amd_certs_len;
+};
+
+/**
+ * A fault to inject into a simulated VM (`mem_enc_sim_inject()`). Pass its size: fields
+ * added later are zero in a smaller struct, and a larger struct's unknown tail must be zero.
+ */
+struct mem_enc_sim_fault {
+  /**
+   * `MEM_ENC_SIM_FAULT_*`.
+   */
+  uint32_t kind;
+  /**
+   * The sub-command id it applies to (SEV or TDX numbering), or `MEM_ENC_SIM_ANY_CMD`.
+   */
+  uint32_t cmd_id;
+  /**
+   * Fire on the nth matching command from now on (0 and 1: the next one).
+   */
+  uint32_t nth;
+  /**
+   * Fire on this many consecutive matching commands (0 is read as 1).
+   */
+  uint32_t count;
+  /**
+   * PROGRESS: pages done before stopping (at least 1); FW_STATUS: the status (non-zero).
+   */
+  uint64_t value;
 };
 
 /**
@@ -1314,6 +1384,147 @@ MEM_ENC_WARN_UNUSED int mem_enc_sev_send_cancel(int vm_fd, uint32_t *fw_error);
  * "fw_error" must be NULL or writable.
  */
 MEM_ENC_WARN_UNUSED int mem_enc_sev_receive_finish(int vm_fd, uint32_t *fw_error);
+
+/**
+ * Opens a simulated `/dev/kvm` (test and demo support). Its VMs, vCPUs, guest_memfd and
+ * `/dev/sev` descriptors are answered by memenc's model of the kernel for that host, so
+ * `mem_enc_op()` and every memenc helper work on them as on real hardware.
+ *
+ * Profiles: "none" (no memory encryption), "sev@6.1" (SEV/SEV-ES, legacy INIT only),
+ * "snp@6.11" (VM types, INIT2, SNP), "snp@6.18" (plus policy-bits and REQ_CERTS
+ * attributes), "tdx@6.16", "tdx@6.19" (see `mem_enc_sim_profile_name()`).
+ *
+ * Arguments:
+ *  "profile" - the profile name.
+ *
+ * Returns: a new descriptor (the caller closes it), or:
+ *  -EINVAL  profile is NULL
+ *  -ENOENT  no such profile
+ *
+ * # Safety
+ * `profile` is NULL or a NUL-terminated string.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sim_kvm_open(const char *profile);
+
+/**
+ * Creates a simulated VM of the default type (0) on a host of the given profile (test and
+ * demo support): KVM_CREATE_VM(0) without keeping a `/dev/kvm` descriptor. Use
+ * `mem_enc_sim_vm_create_type()` for the SEV, SEV-ES, SNP (2, 3, 4) and TDX (5) types.
+ *
+ * Arguments:
+ *  "profile" - the profile name (see `mem_enc_sim_kvm_open()`).
+ *
+ * Returns: a new VM descriptor (closing it, and every vCPU and guest_memfd descriptor of the
+ * VM, ends the VM), or -EINVAL (NULL) or -ENOENT (no such profile).
+ *
+ * # Safety
+ * `profile` is NULL or a NUL-terminated string.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sim_vm_create(const char *profile);
+
+/**
+ * Creates a simulated VM of `vm_type` (test and demo support), as KVM_CREATE_VM on the
+ * profile's `/dev/kvm`.
+ *
+ * Arguments:
+ *  "profile" - the profile name (see `mem_enc_sim_kvm_open()`).
+ *  "vm_type" - the KVM VM type, e.g. 4 (SNP) or 5 (TDX).
+ *
+ * Returns: a new VM descriptor, or:
+ *  -EINVAL  profile is NULL, or the profile's kernel does not create this type
+ *  -ENOENT  no such profile
+ *
+ * # Safety
+ * `profile` is NULL or a NUL-terminated string.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sim_vm_create_type(const char *profile, uint32_t vm_type);
+
+/**
+ * KVM_CREATE_VCPU on a simulated VM (test and demo support), with the kernel's checks
+ * (e.g. TDX: -EIO before KVM_TDX_INIT_VM, -EINVAL without a split irqchip; -EEXIST for an id
+ * in use). The same as `ioctl(vm_fd, KVM_CREATE_VCPU, id)` on that descriptor.
+ *
+ * Arguments:
+ *  "vm_fd" - a simulated VM descriptor (borrowed).
+ *  "id"    - the vCPU id.
+ *
+ * Returns: a new vCPU descriptor, or -EBADF when vm_fd is not a simulated VM, or the
+ * kernel's errno.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sim_vcpu_create(int vm_fd, uint32_t id);
+
+/**
+ * Opens the simulated `/dev/sev` of the host `vm_fd` belongs to (test and demo support): the
+ * descriptor to put in `status.sev.sev_fd` for LAUNCH_START, RECEIVE_START and the SNP launch
+ * commands. Any other descriptor there gives -EBADF, as on a real host.
+ *
+ * Arguments:
+ *  "vm_fd" - a simulated VM (or vCPU) descriptor (borrowed).
+ *
+ * Returns: a new descriptor, or:
+ *  -EBADF   vm_fd is not a simulated VM
+ *  -ENODEV  that host has no SEV firmware (profiles "none", "tdx@...")
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sim_sev_device_open(int vm_fd);
+
+/**
+ * The simulated VM's current launch measurement (test and demo support): the SNP launch
+ * digest (48 bytes, SHA-384 PAGE_INFO chaining, VMSAs added by SNP_LAUNCH_FINISH), the TDX
+ * MRTD (48 bytes, as TDH.MR.FINALIZE would fix it now) or the SEV launch digest (32 bytes,
+ * SHA-256 of the LAUNCH_UPDATE_DATA/VMSA contents). The SEV LAUNCH_MEASURE blob is
+ * HMAC-SHA256 keyed with the simulated TIK, the 16 bytes 0x00, 0x01, ..., 0x0f.
+ *
+ * Arguments:
+ *  "vm_fd"   - a simulated VM (or vCPU) descriptor (borrowed).
+ *  "out"     - receives the measurement.
+ *  "out_len" - the size of out; MEM_ENC_SIM_DIGEST_MAX always suffices.
+ *
+ * Returns: the number of bytes written (48 or 32), or:
+ *  -EBADF   vm_fd is not a simulated VM
+ *  -EINVAL  no launch has started (no LAUNCH_START, SNP_LAUNCH_START or INIT_VM yet), or
+ *           out is NULL
+ *  -ENOSPC  out_len is too small (nothing written)
+ *  -EFAULT  out is not writable
+ *
+ * # Safety
+ * `out` is NULL or points to `out_len` writable bytes.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sim_launch_digest(int vm_fd, uint8_t *out, size_t out_len);
+
+/**
+ * Arms a fault on a simulated VM (test and demo support), so that retry and continue paths
+ * can be exercised: the `nth` next command with id `cmd_id` on the VM or its vCPUs fails as
+ * `kind` says, `count` times in a row. Faults are checked when a command reaches its handler
+ * (after the envelope checks).
+ *
+ * Arguments:
+ *  "vm_fd"      - a simulated VM (or vCPU) descriptor (borrowed).
+ *  "fault"      - the fault.
+ *  "fault_size" - sizeof(struct mem_enc_sim_fault) as the caller knows it.
+ *
+ * Returns: 0, or:
+ *  -EBADF   vm_fd is not a simulated VM
+ *  -EINVAL  fault is NULL, an unknown kind, PROGRESS of 0 pages, FW_STATUS of 0
+ *  -E2BIG   fault_size is larger than memenc knows and the extra bytes are not zero
+ *  -EFAULT  fault is not readable
+ *
+ * # Safety
+ * `fault` is NULL or points to `fault_size` readable bytes.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sim_inject(int vm_fd,
+                       const struct mem_enc_sim_fault *fault,
+                       size_t fault_size);
+
+/**
+ * The name of simulated-host profile number `index` (test and demo support), to list them.
+ *
+ * Arguments:
+ *  "index" - 0, 1, 2, ...
+ *
+ * Returns: a static NUL-terminated string, or NULL past the last profile.
+ */
+const char *mem_enc_sim_profile_name(size_t index);
 
 /**
  * KVM_SEV_SNP_LAUNCH_START: creates the guest context and starts the launch (after

@@ -8,7 +8,7 @@ use core::mem::{align_of, offset_of, size_of};
 use crate::abi::mem_enc_cmd;
 
 pub use kvm_bindings::{
-    kvm_cpuid_entry2, kvm_create_guest_memfd, kvm_device_attr, kvm_enc_region,
+    kvm_cpuid_entry2, kvm_create_guest_memfd, kvm_device_attr, kvm_enable_cap, kvm_enc_region,
     kvm_memory_attributes, kvm_sev_attestation_report, kvm_sev_cmd, kvm_sev_dbg,
     kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_secret,
     kvm_sev_launch_start, kvm_sev_launch_update_data, kvm_sev_receive_start,
@@ -55,6 +55,30 @@ pub const KVM_CREATE_GUEST_MEMFD: u64 = ioc(
 pub const KVM_GET_DEVICE_ATTR: u64 = ioc(IOC_WRITE, 0xe2, size_of::<kvm_device_attr>());
 /// `_IOW(KVMIO, 0xe3, struct kvm_device_attr)`
 pub const KVM_HAS_DEVICE_ATTR: u64 = ioc(IOC_WRITE, 0xe3, size_of::<kvm_device_attr>());
+
+/// `_IOW(KVMIO, 0xa3, struct kvm_enable_cap)`
+pub const KVM_ENABLE_CAP: u64 = ioc(IOC_WRITE, 0xa3, size_of::<kvm_enable_cap>());
+/// `_IO(KVMIO, 0xa2)`, argument: the TSC frequency in kHz (VM-wide default on a VM fd).
+pub const KVM_SET_TSC_KHZ: u64 = ioc(IOC_NONE, 0xa2, 0);
+
+/// `KVM_CAP_SPLIT_IRQCHIP`: TDX vCPUs need it enabled (KVM_ENABLE_CAP) before KVM_CREATE_VCPU.
+pub const KVM_CAP_SPLIT_IRQCHIP: u64 = 121;
+/// Supported `GUEST_MEMFD_FLAG_*` (newer kernels).
+pub const KVM_CAP_GUEST_MEMFD_FLAGS: u64 = 244;
+/// `GUEST_MEMFD_FLAG_MMAP`
+pub const GUEST_MEMFD_FLAG_MMAP: u64 = 1 << 0;
+/// `GUEST_MEMFD_FLAG_INIT_SHARED`
+pub const GUEST_MEMFD_FLAG_INIT_SHARED: u64 = 1 << 1;
+/// Memslot flags (`kvm_userspace_memory_region2.flags`).
+pub const KVM_MEM_LOG_DIRTY_PAGES: u32 = 1 << 0;
+/// Read-only memslot.
+pub const KVM_MEM_READONLY: u32 = 1 << 1;
+/// The memslot's private memory comes from `guest_memfd`.
+pub const KVM_MEM_GUEST_MEMFD: u32 = 1 << 2;
+/// `/dev/kvm` attribute group of generic x86 system attributes.
+pub const KVM_X86_GRP_SYSTEM: u32 = 0;
+/// Group 0 attribute: the XCR0 bits a guest may use.
+pub const KVM_X86_XCOMP_GUEST_SUPP: u64 = 0;
 
 /// Capability numbers memenc asks about.
 pub const KVM_CAP_SYS_ATTRIBUTES: u64 = 209;
@@ -191,8 +215,6 @@ pub const KVM_TDX_MEASURE_MEMORY_REGION: u32 = 1;
 pub const KVM_MAX_CPUID_ENTRIES: u32 = 256;
 /// Largest blob the SEV firmware driver accepts (`SEV_FW_BLOB_MAX_SIZE`).
 pub const SEV_FW_BLOB_MAX_SIZE: u32 = 0x4000;
-/// `KVM_MEM_GUEST_MEMFD`: the memslot's private memory comes from `guest_memfd`.
-pub const KVM_MEM_GUEST_MEMFD: u32 = 1 << 2;
 /// `SVM_SEV_FEAT_SNP_ACTIVE` (VMSA feature bit 0): KVM sets it for SNP guests and refuses it in
 /// `kvm_sev_init.vmsa_features`.
 pub const SVM_SEV_FEAT_SNP_ACTIVE: u64 = 1 << 0;
@@ -256,6 +278,9 @@ assert_layout!(kvm_enc_region, size 16, align 8);
 assert_layout!(kvm_memory_attributes, size 32, align 8);
 assert_layout!(kvm_create_guest_memfd, size 64, align 8);
 assert_layout!(kvm_device_attr, size 24, align 8);
+assert_layout!(kvm_enable_cap, size 104, align 8, cap @ 0, flags @ 4, args @ 8);
+assert_layout!(kvm_userspace_memory_region2, size 160, align 8, slot @ 0, flags @ 4,
+    guest_phys_addr @ 8, memory_size @ 16, userspace_addr @ 24, guest_memfd_offset @ 32, guest_memfd @ 40);
 
 #[cfg(test)]
 mod tests {
@@ -275,6 +300,9 @@ mod tests {
         assert_eq!(KVM_GET_DEVICE_ATTR, 0x4018_AEE2);
         assert_eq!(KVM_HAS_DEVICE_ATTR, 0x4018_AEE3);
         assert_eq!(KVM_SET_USER_MEMORY_REGION2, 0x40A0_AE49);
+        assert_eq!(KVM_ENABLE_CAP, 0x4068_AEA3);
+        assert_eq!(KVM_SET_TSC_KHZ, 0xAEA2);
+        assert_eq!(KVM_GET_API_VERSION, 0xAE00);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod fwerr;
 pub mod mem;
 pub mod op;
 pub mod sev;
+pub mod sim;
 pub mod snp;
 pub mod tdx;
 pub mod trace;

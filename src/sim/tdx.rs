@@ -1,0 +1,537 @@
+//! The TDX model: `tdx_vm_ioctl()` and the vCPU-scoped `tdx_vcpu_ioctl()` /
+//! `tdx_vcpu_unlocked_ioctl()` (kernel-abi.md §2.7-2.9), in the 6.16 and the 6.19 shapes, with
+//! the TDX module reduced to the TD and vCPU lifecycle, its CPUID-configuration check and the
+//! MRTD measurement.
+
+use super::fault::{Effect, generic_errno};
+use super::measure::Mrtd;
+use super::profile::{CpuidConfig, TdxCaps};
+use super::user::{self, Envelope};
+use super::vm::{PAGE_SHIFT, PAGE_SIZE, Vm};
+use crate::errno::Errno;
+use crate::uapi::{
+    self, KVM_MAX_CPUID_ENTRIES, KVM_TDX_MEASURE_MEMORY_REGION, kvm_cpuid_entry2,
+    kvm_cpuid2_header, tdx_id as id,
+};
+
+fn err<T>(e: i32) -> Result<T, Errno> {
+    Err(Errno(e))
+}
+
+/// TDX module status codes the model returns.
+pub mod status {
+    pub const MASK: u64 = 0xFFFF_FFFF_0000_0000;
+    pub const OPERAND_INVALID: u64 = 0xC000_0100_0000_0000;
+    pub const OPERAND_BUSY: u64 = 0x8000_0200_0000_0000;
+    /// Operand id of the CPUID configuration in TDH.MNG.INIT's TD_PARAMS.
+    pub const OPERAND_ID_CPUID_CONFIG: u64 = 0x45;
+}
+
+/// `TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT`, reported in `user_tdvmcallinfo_1_r11`.
+const TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT: u64 = 1 << 1;
+const CPUID_SIZE: u64 = core::mem::size_of::<kvm_cpuid_entry2>() as u64;
+const INIT_VM_SIZE: u64 = core::mem::size_of::<uapi::kvm_tdx_init_vm>() as u64;
+const CAPS_NENT_OFFSET: u64 = 2048;
+const INIT_VM_NENT_OFFSET: u64 = 256;
+
+/// The TD's lifecycle state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Td {
+    #[default]
+    Uninitialized,
+    /// INIT_VM done (HKID assigned).
+    Initialized,
+    /// FINALIZE_VM done.
+    Runnable,
+}
+
+/// The TDX side of a VM.
+#[derive(Debug, Default)]
+pub struct State {
+    pub td: Td,
+    pub attributes: u64,
+    pub xfam: u64,
+    pub gpaw: u32,
+    pub cpuid: Vec<kvm_cpuid_entry2>,
+    pub mrtd: Mrtd,
+}
+
+impl State {
+    /// The MRTD so far, once INIT_VM is done.
+    pub fn digest(&self) -> Option<Vec<u8>> {
+        (self.td != Td::Uninitialized).then(|| self.mrtd.value().to_vec())
+    }
+}
+
+fn caps(vm: &Vm) -> Result<&'static TdxCaps, Errno> {
+    vm.profile.tdx.as_ref().ok_or(Errno(libc::ENOTTY))
+}
+
+/// `tdx_get_cmd`: copy the 24 bytes in; a non-zero `hw_error` is refused.
+fn get_cmd(arg: u64) -> Result<Envelope, Errno> {
+    let cmd = Envelope::read(arg)?;
+    if cmd.hw_error() != 0 {
+        return err(libc::EINVAL);
+    }
+    Ok(cmd)
+}
+
+/// `tdx_vm_state_guard` (6.19): kvm->lock, -EBUSY while a vCPU creation is in flight, then
+/// every vCPU mutex, killable (-EINTR).
+fn state_guard(fault: &mut Option<Effect>) -> Result<(), Errno> {
+    match *fault {
+        Some(Effect::Busy) => {
+            *fault = None;
+            err(libc::EBUSY)
+        }
+        Some(Effect::Signal) => {
+            *fault = None;
+            err(libc::EINTR)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// KVM_CREATE_VCPU's TDX part (`tdx_vcpu_create`).
+pub fn vcpu_create(vm: &Vm) -> Result<(), Errno> {
+    if vm.tdx.td != Td::Initialized {
+        return err(libc::EIO);
+    }
+    if !vm.split_irqchip {
+        return err(libc::EINVAL);
+    }
+    Ok(())
+}
+
+/// KVM_MEMORY_ENCRYPT_OP on a TD's VM descriptor (`tdx_vm_ioctl`).
+pub fn vm_op(vm: &mut Vm, arg: u64) -> Result<i32, Errno> {
+    let caps = caps(vm)?;
+    let mut cmd = get_cmd(arg)?;
+    let known = matches!(cmd.id(), id::CAPABILITIES | id::INIT_VM | id::FINALIZE_VM);
+    let mut fault = if known {
+        vm.faults.take(cmd.id())
+    } else {
+        None
+    };
+    if caps.rework_6_19 {
+        if cmd.id() == id::CAPABILITIES {
+            // 6.19: no lock, and the command is not copied back.
+            return capabilities(caps, &cmd, &mut fault).map(|()| 0);
+        }
+        state_guard(&mut fault)?;
+    }
+    let r = match cmd.id() {
+        id::CAPABILITIES => capabilities(caps, &cmd, &mut fault),
+        id::INIT_VM => init_vm(vm, caps, &mut cmd, &mut fault),
+        id::FINALIZE_VM => finalize_vm(vm, &mut cmd, &mut fault),
+        _ => return err(libc::EINVAL),
+    };
+    cmd.write(arg)?;
+    r.map(|()| 0)
+}
+
+fn take_generic(fault: &mut Option<Effect>) -> Result<(), Errno> {
+    match fault.and_then(generic_errno) {
+        Some(e) => {
+            *fault = None;
+            Err(e)
+        }
+        None => Ok(()),
+    }
+}
+
+/// The CPUID entries CAPABILITIES reports: one per configurable leaf.
+fn config_entries(caps: &TdxCaps) -> Vec<kvm_cpuid_entry2> {
+    caps.cpuid
+        .iter()
+        .map(|c| kvm_cpuid_entry2 {
+            function: c.leaf,
+            index: c.subleaf,
+            flags: c.flags,
+            eax: c.eax,
+            ebx: c.ebx,
+            ecx: c.ecx,
+            edx: c.edx,
+            padding: [0; 3],
+        })
+        .collect()
+}
+
+fn capabilities(caps: &TdxCaps, cmd: &Envelope, fault: &mut Option<Effect>) -> Result<(), Errno> {
+    if cmd.flags() != 0 {
+        return err(libc::EINVAL);
+    }
+    let data = cmd.data();
+    let nent: u32 = user::read(data.wrapping_add(CAPS_NENT_OFFSET))?;
+    let entries = config_entries(caps);
+    if (nent as usize) < entries.len() {
+        return err(libc::E2BIG);
+    }
+    take_generic(fault)?;
+    if caps.supported_attrs == 0 || caps.supported_xfam == 0 {
+        return err(libc::EIO);
+    }
+    let mut out: uapi::kvm_tdx_capabilities = user::from_bytes(&[]);
+    out.supported_attrs = caps.supported_attrs;
+    out.supported_xfam = caps.supported_xfam;
+    out.user_tdvmcallinfo_1_r11 = TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT;
+    out.cpuid.nent = entries.len() as u32;
+    user::write(data, &out)?;
+    let mut bytes = Vec::new();
+    for e in &entries {
+        bytes.extend_from_slice(user::as_bytes(e));
+    }
+    user::write_bytes(data.wrapping_add(CAPS_NENT_OFFSET + 8), &bytes)
+}
+
+fn find_config<'a>(caps: &'a TdxCaps, e: &kvm_cpuid_entry2) -> Option<&'a CpuidConfig> {
+    caps.cpuid
+        .iter()
+        .find(|c| c.leaf == e.function && (c.flags & 1 == 0 || c.subleaf == e.index))
+}
+
+fn read_entries(addr: u64, nent: u32) -> Result<Vec<kvm_cpuid_entry2>, Errno> {
+    let bytes = user::read_vec(addr, nent as usize * CPUID_SIZE as usize)?;
+    Ok(bytes
+        .chunks_exact(CPUID_SIZE as usize)
+        .map(user::from_bytes)
+        .collect())
+}
+
+fn init_vm(
+    vm: &mut Vm,
+    caps: &TdxCaps,
+    cmd: &mut Envelope,
+    fault: &mut Option<Effect>,
+) -> Result<(), Errno> {
+    if vm.tdx.td != Td::Uninitialized || cmd.flags() != 0 {
+        return err(libc::EINVAL);
+    }
+    let data = cmd.data();
+    let (init, entries) = if caps.rework_6_19 {
+        // Read nent, bound it, copy everything, and refuse a nent that changed meanwhile.
+        let nent: u32 = user::read(data.wrapping_add(INIT_VM_NENT_OFFSET))?;
+        if nent > KVM_MAX_CPUID_ENTRIES {
+            return err(libc::E2BIG);
+        }
+        let init: uapi::kvm_tdx_init_vm = user::read(data)?;
+        let entries = read_entries(data.wrapping_add(INIT_VM_SIZE), nent)?;
+        if init.cpuid.nent != nent {
+            return err(libc::EINVAL);
+        }
+        (init, entries)
+    } else {
+        let init: uapi::kvm_tdx_init_vm = user::read(data)?;
+        if init.cpuid.nent > KVM_MAX_CPUID_ENTRIES {
+            return err(libc::E2BIG);
+        }
+        let entries = read_entries(data.wrapping_add(INIT_VM_SIZE), init.cpuid.nent)?;
+        (init, entries)
+    };
+    if init.reserved.iter().any(|&r| r != 0) || init.cpuid.padding != 0 {
+        return err(libc::EINVAL);
+    }
+    if vm.created_vcpus() > 0 {
+        return err(libc::EBUSY);
+    }
+    if init.attributes & !caps.supported_attrs != 0 || init.xfam & !caps.supported_xfam != 0 {
+        return err(libc::EINVAL);
+    }
+    let Some(ext8) = entries.iter().find(|e| e.function == 0x8000_0008) else {
+        return err(libc::EINVAL);
+    };
+    let gpaw = (ext8.eax >> 16) & 0xff;
+    if !(gpaw == 48 || gpaw == 52) || (gpaw == 52 && !caps.five_level_ept) {
+        return err(libc::EINVAL);
+    }
+    for e in &entries {
+        let tsx = e.function == 7 && e.index == 0 && (e.ebx & ((1 << 4) | (1 << 11)) != 0);
+        let waitpkg = e.function == 7 && e.index == 0 && e.ecx & (1 << 5) != 0;
+        if find_config(caps, e).is_none() || tsx || waitpkg {
+            return err(libc::EINVAL);
+        }
+    }
+    match fault.take() {
+        // TDH.MNG.KEY.CONFIG / TDH.MNG.CREATE out of entropy: retry, nothing in hw_error.
+        Some(Effect::Again) => return err(libc::EAGAIN),
+        Some(Effect::FwStatus(s)) => return mng_init_failed(cmd, s),
+        other => {
+            *fault = other;
+            take_generic(fault)?;
+        }
+    }
+    // TDH.MNG.INIT: CPUID values outside the configurable bits are an invalid operand.
+    let outside = entries.iter().any(|e| {
+        find_config(caps, e).is_some_and(|c| {
+            let mask = if e.function == 0x8000_0008 {
+                c.eax | 0x00FF_0000
+            } else {
+                c.eax
+            };
+            e.eax & !mask != 0 || e.ebx & !c.ebx != 0 || e.ecx & !c.ecx != 0 || e.edx & !c.edx != 0
+        })
+    });
+    if outside {
+        return mng_init_failed(
+            cmd,
+            status::OPERAND_INVALID | status::OPERAND_ID_CPUID_CONFIG,
+        );
+    }
+    let td = &mut vm.tdx;
+    td.td = Td::Initialized;
+    td.attributes = init.attributes;
+    td.xfam = init.xfam;
+    td.gpaw = gpaw;
+    td.cpuid = entries;
+    td.mrtd = Mrtd::default();
+    Ok(())
+}
+
+/// TDH.MNG.INIT failed with `status`: an invalid operand is reported (-EINVAL with the
+/// status in `hw_error`); anything else is -EIO.
+fn mng_init_failed(cmd: &mut Envelope, status: u64) -> Result<(), Errno> {
+    if status & status::MASK == status::OPERAND_INVALID {
+        cmd.set_hw_error(status);
+        err(libc::EINVAL)
+    } else {
+        err(libc::EIO)
+    }
+}
+
+fn finalize_vm(vm: &mut Vm, cmd: &mut Envelope, fault: &mut Option<Effect>) -> Result<(), Errno> {
+    if vm.tdx.td != Td::Initialized {
+        return err(libc::EINVAL);
+    }
+    let seamcall = match fault.take() {
+        Some(Effect::Busy) => status::OPERAND_BUSY,
+        Some(Effect::FwStatus(s)) => s,
+        other => {
+            *fault = other;
+            take_generic(fault)?;
+            0
+        }
+    };
+    cmd.set_hw_error(seamcall);
+    if seamcall & status::MASK == status::OPERAND_BUSY {
+        return err(libc::EBUSY);
+    }
+    if seamcall != 0 {
+        // KVM_BUG_ON: the VM is dead from now on.
+        vm.dead = true;
+        return err(libc::EIO);
+    }
+    vm.tdx.td = Td::Runnable;
+    Ok(())
+}
+
+/// KVM_MEMORY_ENCRYPT_OP on a TD's vCPU descriptor: 6.16's `tdx_vcpu_ioctl`, or 6.19's
+/// unlocked path (INIT_VCPU, INIT_MEM_REGION) falling back to the locked one (GET_CPUID).
+pub fn vcpu_op(vm: &mut Vm, index: usize, arg: u64) -> Result<i32, Errno> {
+    let caps = caps(vm)?;
+    let gate = |vm: &Vm| {
+        if vm.tdx.td == Td::Initialized {
+            Ok(())
+        } else {
+            err(libc::EINVAL)
+        }
+    };
+    let cmd = if caps.rework_6_19 {
+        let cmd = get_cmd(arg)?;
+        let mut fault = vm.faults.take(cmd.id());
+        state_guard(&mut fault)?;
+        gate(vm)?;
+        return vcpu_command(vm, index, &cmd, &mut fault).map(|()| 0);
+    } else {
+        gate(vm)?;
+        get_cmd(arg)?
+    };
+    let mut fault = vm.faults.take(cmd.id());
+    vcpu_command(vm, index, &cmd, &mut fault).map(|()| 0)
+}
+
+fn vcpu_command(
+    vm: &mut Vm,
+    index: usize,
+    cmd: &Envelope,
+    fault: &mut Option<Effect>,
+) -> Result<(), Errno> {
+    match cmd.id() {
+        id::INIT_VCPU => init_vcpu(vm, index, cmd, fault),
+        id::INIT_MEM_REGION => init_mem_region(vm, index, cmd, fault),
+        id::GET_CPUID => get_cpuid(vm, cmd, fault),
+        _ => err(libc::EINVAL),
+    }
+}
+
+fn init_vcpu(
+    vm: &mut Vm,
+    index: usize,
+    cmd: &Envelope,
+    fault: &mut Option<Effect>,
+) -> Result<(), Errno> {
+    if cmd.flags() != 0 || vm.vcpus[index].tdx_initialized {
+        return err(libc::EINVAL);
+    }
+    if let Some(Effect::FwStatus(_)) = fault {
+        // TDH.VP.CREATE / ADDCX / INIT failed: KVM_BUG_ON.
+        *fault = None;
+        vm.dead = true;
+        return err(libc::EIO);
+    }
+    take_generic(fault)?;
+    vm.vcpus[index].tdx_initialized = true;
+    Ok(())
+}
+
+fn init_mem_region(
+    vm: &mut Vm,
+    index: usize,
+    cmd: &Envelope,
+    fault: &mut Option<Effect>,
+) -> Result<(), Errno> {
+    let caps = caps(vm)?;
+    if !vm.vcpus[index].tdx_initialized || vm.tdx.td == Td::Runnable {
+        return err(libc::EINVAL);
+    }
+    if cmd.flags() & !KVM_TDX_MEASURE_MEMORY_REGION != 0 {
+        return err(libc::EINVAL);
+    }
+    let data = cmd.data();
+    let mut region: uapi::kvm_tdx_init_mem_region = user::read(data)?;
+    let shared_bit = 1u64 << (vm.tdx.gpaw - 1);
+    let end = region
+        .nr_pages
+        .checked_mul(PAGE_SIZE)
+        .and_then(|len| region.gpa.checked_add(len));
+    let private = |gpa: u64| gpa & shared_bit == 0;
+    let bad = region.source_addr % PAGE_SIZE != 0
+        || region.gpa % PAGE_SIZE != 0
+        || region.nr_pages == 0
+        || end.is_none_or(|e| e <= region.gpa || !private(e - 1))
+        || !private(region.gpa)
+        || (caps.rework_6_19 && region.source_addr == 0);
+    if bad {
+        return err(libc::EINVAL);
+    }
+    let stop_after = match fault.take() {
+        Some(Effect::Progress(n)) => n,
+        Some(Effect::Signal) => 0,
+        other => {
+            *fault = other;
+            u64::MAX
+        }
+    };
+    let measure = cmd.flags() & KVM_TDX_MEASURE_MEMORY_REGION != 0;
+    let mut done = 0u64;
+    let mut r = Ok(());
+    while region.nr_pages > 0 {
+        if done == stop_after {
+            r = err(libc::EINTR);
+            break;
+        }
+        if let Err(e) = add_page(vm, region.gpa, region.source_addr, measure, fault) {
+            r = Err(e);
+            break;
+        }
+        region.source_addr += PAGE_SIZE;
+        region.gpa += PAGE_SIZE;
+        region.nr_pages -= 1;
+        done += 1;
+    }
+    // Once the loop has started the struct always goes back, showing the progress.
+    user::write(data, &region)?;
+    r
+}
+
+/// One page of `kvm_gmem_populate` + `tdx_gmem_post_populate`: TDH.MEM.PAGE.ADD and, when
+/// measuring, TDH.MR.EXTEND per 256-byte chunk.
+fn add_page(
+    vm: &mut Vm,
+    gpa: u64,
+    src: u64,
+    measure: bool,
+    fault: &mut Option<Effect>,
+) -> Result<(), Errno> {
+    let gfn = gpa >> PAGE_SHIFT;
+    vm.gmem_pages_from(gfn, 1)?;
+    vm.gmem_page_check(gfn)?;
+    let page = user::read_vec(src, PAGE_SIZE as usize)?;
+    let seamcall = match fault.take() {
+        Some(Effect::Busy) => status::OPERAND_BUSY,
+        Some(Effect::FwStatus(s)) => s,
+        other => {
+            *fault = other;
+            0
+        }
+    };
+    if seamcall & status::MASK == status::OPERAND_BUSY {
+        return err(libc::EBUSY);
+    }
+    if seamcall != 0 {
+        return err(libc::EIO);
+    }
+    vm.tdx.mrtd.page_add(gpa);
+    if measure {
+        for (i, chunk) in page.chunks_exact(256).enumerate() {
+            vm.tdx.mrtd.mr_extend(gpa + 256 * i as u64, chunk);
+        }
+    }
+    vm.populated.insert(gfn);
+    Ok(())
+}
+
+/// The TD's CPUID as TDH.MNG.RD would read it: leaf 0, the configured basic leaves,
+/// 0x80000000 and the configured extended leaves (GPAW filled in for 0x80000008).
+fn td_cpuid(vm: &Vm) -> Vec<kvm_cpuid_entry2> {
+    let caps = vm.profile.tdx.as_ref();
+    let configs = caps.map_or(&[][..], |c| c.cpuid);
+    let value = |c: &CpuidConfig| {
+        let mut e = vm
+            .tdx
+            .cpuid
+            .iter()
+            .find(|e| e.function == c.leaf && (c.flags & 1 == 0 || e.index == c.subleaf))
+            .copied()
+            .unwrap_or_default();
+        e.function = c.leaf;
+        e.index = c.subleaf;
+        e.flags = c.flags;
+        if c.leaf == 0x8000_0008 {
+            e.eax = (e.eax & !0x00FF_0000) | (vm.tdx.gpaw << 16);
+        }
+        e
+    };
+    let leaf = |function: u32, eax: u32| kvm_cpuid_entry2 {
+        function,
+        eax,
+        ..Default::default()
+    };
+    let basic: Vec<&CpuidConfig> = configs.iter().filter(|c| c.leaf < 0x8000_0000).collect();
+    let ext: Vec<&CpuidConfig> = configs.iter().filter(|c| c.leaf >= 0x8000_0000).collect();
+    let mut out = vec![leaf(0, basic.iter().map(|c| c.leaf).max().unwrap_or(0))];
+    out.extend(basic.iter().map(|c| value(c)));
+    out.push(leaf(
+        0x8000_0000,
+        ext.iter().map(|c| c.leaf).max().unwrap_or(0x8000_0000),
+    ));
+    out.extend(ext.iter().map(|c| value(c)));
+    out
+}
+
+fn get_cpuid(vm: &mut Vm, cmd: &Envelope, fault: &mut Option<Effect>) -> Result<(), Errno> {
+    let data = cmd.data();
+    let mut header: kvm_cpuid2_header = user::read(data)?;
+    take_generic(fault)?;
+    let entries = td_cpuid(vm);
+    let too_small = (header.nent as usize) < entries.len();
+    header.nent = entries.len() as u32;
+    user::write(data, &header)?;
+    if too_small {
+        return err(libc::E2BIG);
+    }
+    let mut bytes = Vec::new();
+    for e in &entries {
+        bytes.extend_from_slice(user::as_bytes(e));
+    }
+    user::write_bytes(data + 8, &bytes)
+}

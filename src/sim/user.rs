@@ -1,0 +1,155 @@
+//! Caller memory as the model sees it: every byte goes through [`crate::host::read_user`] and
+//! [`crate::host::write_user`], so a bad address is `-EFAULT` exactly where the kernel's
+//! `copy_from_user`/`copy_to_user` would fail, never a crash.
+
+use core::mem::{MaybeUninit, size_of};
+
+use crate::errno::Errno;
+use crate::host;
+use crate::uapi;
+
+/// Plain kernel structs: every bit pattern is a valid value and there are no implicit padding
+/// bytes (kvm-bindings and `crate::uapi` spell every pad out), so they can be copied as bytes.
+///
+/// # Safety
+/// Only for `#[repr(C)]` integer-only structs without implicit padding.
+pub(crate) unsafe trait Pod: Copy + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),* $(,)?) => { $(
+        // SAFETY: a repr(C) kernel struct of integers and integer arrays with explicit pads.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod!(
+    u32,
+    u64,
+    uapi::kvm_sev_init,
+    uapi::kvm_sev_launch_start,
+    uapi::kvm_sev_launch_update_data,
+    uapi::kvm_sev_launch_secret,
+    uapi::kvm_sev_launch_measure,
+    uapi::kvm_sev_guest_status,
+    uapi::kvm_sev_dbg,
+    uapi::kvm_sev_attestation_report,
+    uapi::kvm_sev_send_start,
+    uapi::kvm_sev_send_update_data,
+    uapi::kvm_sev_receive_start,
+    uapi::kvm_sev_receive_update_data,
+    uapi::kvm_sev_snp_launch_start,
+    uapi::kvm_sev_snp_launch_update,
+    uapi::kvm_sev_snp_launch_finish,
+    uapi::kvm_enc_region,
+    uapi::kvm_memory_attributes,
+    uapi::kvm_create_guest_memfd,
+    uapi::kvm_userspace_memory_region2,
+    uapi::kvm_device_attr,
+    uapi::kvm_enable_cap,
+    uapi::kvm_cpuid_entry2,
+    uapi::kvm_cpuid2_header,
+    uapi::kvm_tdx_capabilities,
+    uapi::kvm_tdx_init_vm,
+    uapi::kvm_tdx_init_mem_region,
+);
+
+fn efault() -> Errno {
+    Errno(libc::EFAULT)
+}
+
+/// `copy_from_user(&value, addr, sizeof(T))`.
+pub(crate) fn read<T: Pod>(addr: u64) -> Result<T, Errno> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    // SAFETY: the zeroed storage is size_of::<T>() initialised bytes we own exclusively.
+    let bytes =
+        unsafe { core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+    host::read_user(addr, bytes).ok_or_else(efault)?;
+    // SAFETY: T is Pod, so the bytes just read form a valid T.
+    Ok(unsafe { value.assume_init() })
+}
+
+/// `copy_to_user(addr, &value, sizeof(T))`.
+pub(crate) fn write<T: Pod>(addr: u64, value: &T) -> Result<(), Errno> {
+    write_bytes(addr, as_bytes(value))
+}
+
+/// The bytes of a Pod value.
+pub(crate) fn as_bytes<T: Pod>(value: &T) -> &[u8] {
+    // SAFETY: T is Pod (no implicit padding), so all size_of::<T>() bytes are initialised.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// A Pod value from the front of `bytes` (zero-filled if short).
+pub(crate) fn from_bytes<T: Pod>(bytes: &[u8]) -> T {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let n = bytes.len().min(size_of::<T>());
+    // SAFETY: copies at most size_of::<T>() bytes into zeroed storage of that size; T is Pod.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), value.as_mut_ptr().cast::<u8>(), n);
+        value.assume_init()
+    }
+}
+
+/// `copy_from_user` into a new buffer of `len` bytes.
+pub(crate) fn read_vec(addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+    let mut v = vec![0u8; len];
+    host::read_user(addr, &mut v).ok_or_else(efault)?;
+    Ok(v)
+}
+
+/// `copy_to_user` of raw bytes.
+pub(crate) fn write_bytes(addr: u64, data: &[u8]) -> Result<(), Errno> {
+    host::write_user(addr, data).ok_or_else(efault)
+}
+
+/// The kernel command envelope (`struct kvm_sev_cmd` / `struct kvm_tdx_cmd`) as its 24 bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Envelope(pub [u8; 24]);
+
+impl Envelope {
+    fn u32_at(&self, off: usize) -> u32 {
+        u32::from_le_bytes([
+            self.0[off],
+            self.0[off + 1],
+            self.0[off + 2],
+            self.0[off + 3],
+        ])
+    }
+    pub fn id(&self) -> u32 {
+        self.u32_at(0)
+    }
+    pub fn flags(&self) -> u32 {
+        self.u32_at(4)
+    }
+    pub fn data(&self) -> u64 {
+        u64::from_le_bytes(self.0[8..16].try_into().unwrap_or([0; 8]))
+    }
+    /// SEV `error`.
+    pub fn set_error(&mut self, error: u32) {
+        self.0[16..20].copy_from_slice(&error.to_le_bytes());
+    }
+    /// SEV `error`.
+    pub fn error(&self) -> u32 {
+        self.u32_at(16)
+    }
+    /// SEV `sev_fd`.
+    pub fn sev_fd(&self) -> u32 {
+        self.u32_at(20)
+    }
+    /// TDX `hw_error`.
+    pub fn hw_error(&self) -> u64 {
+        u64::from_le_bytes(self.0[16..24].try_into().unwrap_or([0; 8]))
+    }
+    pub fn set_hw_error(&mut self, hw: u64) {
+        self.0[16..24].copy_from_slice(&hw.to_le_bytes());
+    }
+    /// Copies the 24 bytes in, as the kernel's first `copy_from_user`.
+    pub fn read(addr: u64) -> Result<Envelope, Errno> {
+        let mut b = [0u8; 24];
+        host::read_user(addr, &mut b).ok_or_else(efault)?;
+        Ok(Envelope(b))
+    }
+    /// Copies the 24 bytes back.
+    pub fn write(&self, addr: u64) -> Result<(), Errno> {
+        write_bytes(addr, &self.0)
+    }
+}
