@@ -265,8 +265,3 @@ pub fn get_cpuid(vcpu_fd: BorrowedFd<'_>) -> Result<Vec<kvm_cpuid_entry2>> {
     }
     Err(reject(id::GET_CPUID, libc::E2BIG))
 }
-
-/// Whether a GPA/source pair is page aligned (helper for callers building regions).
-pub const fn page_aligned(addr: u64) -> bool {
-    addr % PAGE_SIZE == 0
-}
