@@ -96,6 +96,59 @@
 #define MEM_ENC_VERSION_PATCH 0
 
 /**
+ * `mem_enc_last_stage()`: the last helper call succeeded.
+ */
+#define MEM_ENC_STAGE_NONE 0
+
+/**
+ * `mem_enc_last_stage()`: memenc rejected the call and issued no ioctl.
+ */
+#define MEM_ENC_STAGE_MEMENC 1
+
+/**
+ * `mem_enc_last_stage()`: the kernel rejected the call before the firmware was reached
+ * (firmware status 0 or SEV_RET_NO_FW_CALL), or the kernel reports no status for it (TDX vCPU
+ * commands).
+ */
+#define MEM_ENC_STAGE_KVM 2
+
+/**
+ * `mem_enc_last_stage()`: the firmware (PSP or TDX module) rejected the call; its status says
+ * why (`mem_enc_fw_strerror()`).
+ */
+#define MEM_ENC_STAGE_FIRMWARE 3
+
+/**
+ * A buffer of this many bytes always holds `mem_enc_fw_describe()`'s text and its NUL.
+ */
+#define MEM_ENC_FW_DESCRIBE_MAX 320
+
+/**
+ * Size of the first version of `struct mem_enc_mem_region_args`.
+ */
+#define MEM_ENC_MEM_REGION_ARGS_SIZE_VER0 48
+
+/**
+ * Size of the first version of `struct mem_enc_sev_init2_args`.
+ */
+#define MEM_ENC_SEV_INIT2_ARGS_SIZE_VER0 16
+
+/**
+ * Size of the first version of `struct mem_enc_sev_start_args`.
+ */
+#define MEM_ENC_SEV_START_ARGS_SIZE_VER0 40
+
+/**
+ * Size of the first version of `struct mem_enc_sev_packet_args`.
+ */
+#define MEM_ENC_SEV_PACKET_ARGS_SIZE_VER0 48
+
+/**
+ * Size of the first version of `struct mem_enc_sev_send_start_args`.
+ */
+#define MEM_ENC_SEV_SEND_START_ARGS_SIZE_VER0 48
+
+/**
  * Fault kind: the partial-progress commands stop after `value` pages (SNP_LAUNCH_UPDATE
  * returns 0 with its fields advanced; TDX INIT_MEM_REGION sees a signal: -EINTR with its
  * fields advanced).
@@ -138,6 +191,71 @@
  * The largest launch measurement `mem_enc_sim_launch_digest()` writes (48 bytes).
  */
 #define MEM_ENC_SIM_DIGEST_MAX 48
+
+/**
+ * Size of the first version of `struct mem_enc_snp_launch_start_args`.
+ */
+#define MEM_ENC_SNP_LAUNCH_START_ARGS_SIZE_VER0 24
+
+/**
+ * Size of the first version of `struct mem_enc_snp_launch_update_args`.
+ */
+#define MEM_ENC_SNP_LAUNCH_UPDATE_ARGS_SIZE_VER0 32
+
+/**
+ * SNP page type: normal (measured) data.
+ */
+#define MEM_ENC_SNP_PAGE_TYPE_NORMAL 1
+
+/**
+ * SNP page type: zero page (no source).
+ */
+#define MEM_ENC_SNP_PAGE_TYPE_ZERO 3
+
+/**
+ * SNP page type: unmeasured data.
+ */
+#define MEM_ENC_SNP_PAGE_TYPE_UNMEASURED 4
+
+/**
+ * SNP page type: secrets page.
+ */
+#define MEM_ENC_SNP_PAGE_TYPE_SECRETS 5
+
+/**
+ * SNP page type: CPUID page.
+ */
+#define MEM_ENC_SNP_PAGE_TYPE_CPUID 6
+
+/**
+ * Size of an SNP ID block.
+ */
+#define MEM_ENC_SNP_ID_BLOCK_SIZE 96
+
+/**
+ * Size of an SNP ID authentication block.
+ */
+#define MEM_ENC_SNP_ID_AUTH_SIZE 4096
+
+/**
+ * Size of the first version of `struct mem_enc_snp_launch_finish_args`.
+ */
+#define MEM_ENC_SNP_LAUNCH_FINISH_ARGS_SIZE_VER0 72
+
+/**
+ * Size of the first version of `struct mem_enc_tdx_capabilities`.
+ */
+#define MEM_ENC_TDX_CAPABILITIES_SIZE_VER0 48
+
+/**
+ * Size of the first version of `struct mem_enc_tdx_init_vm_args`.
+ */
+#define MEM_ENC_TDX_INIT_VM_ARGS_SIZE_VER0 176
+
+/**
+ * Size of the first version of `struct mem_enc_tdx_init_mem_region_args`.
+ */
+#define MEM_ENC_TDX_INIT_MEM_REGION_ARGS_SIZE_VER0 32
 
 /**
  * VM type (the `KVM_CREATE_VM` argument): the default, unencrypted VM.
@@ -453,6 +571,44 @@
 #define MEM_ENC_CAPS_SIZE_MAX 4096
 
 /**
+ * Arguments of `mem_enc_mem_set_user_memory_region2()`.
+ */
+struct mem_enc_mem_region_args {
+  /**
+   * Slot number (address space in bits 16-31).
+   */
+  uint32_t slot;
+  /**
+   * `KVM_MEM_*` flags; memenc adds `KVM_MEM_GUEST_MEMFD` when "guest_memfd" is >= 0.
+   */
+  uint32_t flags;
+  /**
+   * Guest physical address.
+   */
+  uint64_t guest_phys_addr;
+  /**
+   * Size in bytes (0 deletes the slot).
+   */
+  uint64_t memory_size;
+  /**
+   * Shared (host-visible) memory backing the slot.
+   */
+  void *userspace_addr;
+  /**
+   * Offset of the slot in "guest_memfd".
+   */
+  uint64_t guest_memfd_offset;
+  /**
+   * The guest_memfd backing the private pages (`mem_enc_mem_create_guest_memfd()`), or -1.
+   */
+  int32_t guest_memfd;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+};
+
+/**
  * The SEV view of the status word: written back by the kernel (`error`) or supplied by the
  * caller (`sev_fd`, a `/dev/sev` descriptor).
  */
@@ -742,6 +898,121 @@ struct mem_enc_launch_settings {
 };
 
 /**
+ * Arguments of `mem_enc_sev_init2()`.
+ */
+struct mem_enc_sev_init2_args {
+  /**
+   * VMSA features to enable: a subset of what `KVM_X86_SEV_VMSA_FEATURES` reports. Bit 0
+   * (SNP_ACTIVE) is refused with -EINVAL: KVM sets it itself for SNP VMs.
+   */
+  uint64_t vmsa_features;
+  /**
+   * GHCB protocol version: 0 for SEV; 0 (meaning 2), 1 or 2 for SEV-ES; 0 or 2 for SNP.
+   */
+  uint16_t ghcb_version;
+  /**
+   * Must be 0.
+   */
+  uint16_t reserved0;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved1;
+};
+
+/**
+ * Arguments of `mem_enc_sev_launch_start()` and `mem_enc_sev_receive_start()`.
+ */
+struct mem_enc_sev_start_args {
+  /**
+   * Guest handle: 0 asks the firmware for a new one (LAUNCH_START); RECEIVE_START: the
+   * sender's.
+   */
+  uint32_t handle;
+  /**
+   * Guest policy.
+   */
+  uint32_t policy;
+  /**
+   * LAUNCH_START: the guest owner's Diffie-Hellman certificate (may be NULL with length 0);
+   * RECEIVE_START: the sender's PDH certificate (required).
+   */
+  const uint8_t *cert;
+  /**
+   * Length of "cert" in bytes.
+   */
+  size_t cert_len;
+  /**
+   * The session blob (may be NULL with length 0 for LAUNCH_START).
+   */
+  const uint8_t *session;
+  /**
+   * Length of "session" in bytes.
+   */
+  size_t session_len;
+};
+
+/**
+ * A packet for `mem_enc_sev_launch_secret()` and `mem_enc_sev_receive_update_data()`.
+ */
+struct mem_enc_sev_packet_args {
+  /**
+   * Packet header.
+   */
+  const uint8_t *hdr;
+  /**
+   * Length of "hdr" in bytes.
+   */
+  size_t hdr_len;
+  /**
+   * The guest memory the packet is decrypted into (user-space address).
+   */
+  void *guest;
+  /**
+   * Length of the guest range in bytes.
+   */
+  size_t guest_len;
+  /**
+   * Transport (encrypted) data.
+   */
+  const uint8_t *trans;
+  /**
+   * Length of "trans" in bytes.
+   */
+  size_t trans_len;
+};
+
+/**
+ * Certificates for `mem_enc_sev_send_start()`.
+ */
+struct mem_enc_sev_send_start_args {
+  /**
+   * The receiver's PDH certificate (required).
+   */
+  const uint8_t *pdh_cert;
+  /**
+   * Length of "pdh_cert" in bytes.
+   */
+  size_t pdh_cert_len;
+  /**
+   * Platform certificates.
+   */
+  const uint8_t *plat_certs;
+  /**
+   * Length of "plat_certs" in bytes.
+   */
+  size_t plat_certs_len;
+  /**
+   * AMD certificates.
+   */
+  const uint8_t *amd_certs;
+  /**
+   * Length of "amd_certs" in bytes.
+   */
+  size_t amd_certs_len;
+};
+
+/**
  * A fault to inject into a simulated VM (`mem_enc_sim_inject()`). Pass its size: fields
  * added later are zero in a smaller struct, and a larger struct's unknown tail must be zero.
  */
@@ -768,9 +1039,411 @@ struct mem_enc_sim_fault {
   uint64_t value;
 };
 
+/**
+ * Arguments of `mem_enc_snp_launch_start()`.
+ */
+struct mem_enc_snp_launch_start_args {
+  /**
+   * Guest policy (SNP_POLICY_*). Bit 17 must be one: memenc sets it.
+   */
+  uint64_t policy;
+  /**
+   * Guest OS visible workarounds.
+   */
+  uint8_t gosvw[16];
+};
+
+/**
+ * Arguments of `mem_enc_snp_launch_update()`.
+ */
+struct mem_enc_snp_launch_update_args {
+  /**
+   * First guest frame number; every page of the range must be private
+   * (`mem_enc_mem_set_private()`) in a guest_memfd-backed memslot.
+   */
+  uint64_t gfn_start;
+  /**
+   * Source (user space), 4 KiB aligned; NULL for ZERO pages. For CPUID pages the kernel may
+   * write the firmware's corrected page back here.
+   */
+  void *src;
+  /**
+   * Length in bytes: a non-zero multiple of 4096.
+   */
+  uint64_t len;
+  /**
+   * `MEM_ENC_SNP_PAGE_TYPE_*`.
+   */
+  uint32_t page_type;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+};
+
+/**
+ * Arguments of `mem_enc_snp_launch_finish()`.
+ */
+struct mem_enc_snp_launch_finish_args {
+  /**
+   * The ID block, or NULL (then "id_auth" must be NULL too).
+   */
+  const uint8_t *id_block;
+  /**
+   * `MEM_ENC_SNP_ID_BLOCK_SIZE` with an ID block, 0 without.
+   */
+  size_t id_block_len;
+  /**
+   * The ID authentication block, or NULL.
+   */
+  const uint8_t *id_auth;
+  /**
+   * `MEM_ENC_SNP_ID_AUTH_SIZE` with an authentication block, 0 without.
+   */
+  size_t id_auth_len;
+  /**
+   * Host data included in attestation reports.
+   */
+  uint8_t host_data[32];
+  /**
+   * 1 if the authentication block carries an author key (needs an ID block).
+   */
+  uint8_t auth_key_en;
+  /**
+   * 1 to disable the VCEK for this guest's reports.
+   */
+  uint8_t vcek_disabled;
+  /**
+   * Must be 0.
+   */
+  uint8_t reserved[6];
+};
+
+/**
+ * What `mem_enc_tdx_capabilities()` reports besides the CPUID table.
+ */
+struct mem_enc_tdx_capabilities {
+  /**
+   * TD attribute bits `mem_enc_tdx_init_vm()` accepts.
+   */
+  uint64_t supported_attrs;
+  /**
+   * XFAM bits `mem_enc_tdx_init_vm()` accepts.
+   */
+  uint64_t supported_xfam;
+  /**
+   * TDVMCALL leaves KVM handles (GetTdVmCallInfo R11).
+   */
+  uint64_t kernel_tdvmcallinfo_1_r11;
+  /**
+   * TDVMCALL leaves the VMM must handle (R11).
+   */
+  uint64_t user_tdvmcallinfo_1_r11;
+  /**
+   * As above, R12.
+   */
+  uint64_t kernel_tdvmcallinfo_1_r12;
+  /**
+   * As above, R12.
+   */
+  uint64_t user_tdvmcallinfo_1_r12;
+};
+
+/**
+ * One CPUID leaf: the same layout as the kernel's `struct kvm_cpuid_entry2`, so an array of
+ * them can be handed to KVM_SET_CPUID2.
+ */
+struct mem_enc_cpuid_entry {
+  /**
+   * Leaf (EAX input).
+   */
+  uint32_t function;
+  /**
+   * Subleaf (ECX input).
+   */
+  uint32_t index;
+  /**
+   * `KVM_CPUID_FLAG_*`.
+   */
+  uint32_t flags;
+  /**
+   * EAX.
+   */
+  uint32_t eax;
+  /**
+   * EBX.
+   */
+  uint32_t ebx;
+  /**
+   * ECX.
+   */
+  uint32_t ecx;
+  /**
+   * EDX.
+   */
+  uint32_t edx;
+  /**
+   * Must be 0.
+   */
+  uint32_t padding[3];
+};
+
+/**
+ * Arguments of `mem_enc_tdx_init_vm()`.
+ */
+struct mem_enc_tdx_init_vm_args {
+  /**
+   * TD attributes: a subset of `supported_attrs`.
+   */
+  uint64_t attributes;
+  /**
+   * XFAM: a subset of `supported_xfam`.
+   */
+  uint64_t xfam;
+  /**
+   * MRCONFIGID.
+   */
+  uint8_t mrconfigid[48];
+  /**
+   * MROWNER.
+   */
+  uint8_t mrowner[48];
+  /**
+   * MROWNERCONFIG.
+   */
+  uint8_t mrownerconfig[48];
+  /**
+   * The TD's CPUID configuration.
+   */
+  const struct mem_enc_cpuid_entry *cpuid;
+  /**
+   * Number of entries in "cpuid" (at most 256).
+   */
+  uint32_t cpuid_nent;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+};
+
+/**
+ * Arguments of `mem_enc_tdx_init_mem_region()`.
+ */
+struct mem_enc_tdx_init_mem_region_args {
+  /**
+   * Source (user space), 4 KiB aligned.
+   */
+  const void *source;
+  /**
+   * First guest physical address: 4 KiB aligned, private.
+   */
+  uint64_t gpa;
+  /**
+   * Number of 4 KiB pages, non-zero.
+   */
+  uint64_t nr_pages;
+  /**
+   * 0 or `MEM_ENC_TDX_MEASURE_MEMORY_REGION` (extend MRTD with the pages).
+   */
+  uint32_t flags;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+};
+
+/**
+ * One issued command, as the trace callback sees it. Valid only during the callback; copy what
+ * you keep.
+ */
+struct mem_enc_trace_event {
+  /**
+   * `sizeof(struct mem_enc_trace_event)` as memenc filled it; fields are only ever added at
+   * the end, so check it before reading a field newer than your header.
+   */
+  uint32_t size;
+  /**
+   * `MEM_ENC_VENDOR_SEV` or `MEM_ENC_VENDOR_TDX`: how `id` is numbered.
+   */
+  uint32_t vendor;
+  /**
+   * The sub-command id.
+   */
+  uint32_t id;
+  /**
+   * What the ioctl returned: 0 or a negative errno.
+   */
+  int ret;
+  /**
+   * The kernel's name of the command, e.g. "KVM_SEV_LAUNCH_START"; "unknown" for ids memenc
+   * does not know. NUL-terminated.
+   */
+  const char *name;
+  /**
+   * "vm" or "vcpu": the descriptor kind the command goes to. NUL-terminated.
+   */
+  const char *scope;
+  /**
+   * The descriptor the command was issued on.
+   */
+  int fd;
+  /**
+   * Always 0.
+   */
+  uint32_t reserved;
+  /**
+   * Firmware status after the call: SEV `error`, TDX `hw_error` (0 when not reached).
+   */
+  uint64_t status;
+  /**
+   * How long the ioctl took, in nanoseconds.
+   */
+  uint64_t duration_ns;
+};
+
+/**
+ * The trace callback: `userdata` is what was passed to `mem_enc_set_trace()`. It may be called
+ * from any thread that issues commands, concurrently.
+ */
+typedef void (*mem_enc_trace_fn)(void *userdata, const struct mem_enc_trace_event *event);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The name and meaning of a firmware status, e.g. for SEV 2:
+ * "SEV_RET_INVALID_GUEST_STATE: the guest is in the wrong state for this command (commands out
+ * of order)", and for TDX 0xC000010000000045:
+ * "TDX_OPERAND_INVALID (operand CPUID_CONFIG): the SEAMCALL operand named is invalid".
+ *
+ * Arguments:
+ *  "vendor" - `MEM_ENC_VENDOR_SEV` (status is a 32-bit `SEV_RET_*` code, as in `fw_error`) or
+ *             `MEM_ENC_VENDOR_TDX` (status is a 64-bit SEAMCALL status, as in `hw_error`).
+ *  "status" - the status.
+ *
+ * Codes memenc does not know get a sentence naming what is known (for TDX, the class).
+ *
+ * Returns: a static NUL-terminated string; never NULL, never empty, never to be freed.
+ */
+const char *mem_enc_fw_strerror(uint32_t vendor, uint64_t status);
+
+/**
+ * The full description of a firmware status: `mem_enc_fw_strerror()`'s text followed by the
+ * raw value and, for TDX, its decoded fields, e.g.
+ * "TDX_OPERAND_INVALID (operand CPUID_CONFIG): ... [0xc000010000000045: class 0x01,
+ * details 0x00, operand 0x45 CPUID_CONFIG; error]".
+ *
+ * Arguments:
+ *  "vendor", "status" - as for `mem_enc_fw_strerror()`.
+ *  "buf"              - where the NUL-terminated text goes; may be NULL when "len" is 0.
+ *  "len"              - size of "buf" in bytes. `MEM_ENC_FW_DESCRIBE_MAX` always suffices.
+ *
+ * Returns: the text's length (without the NUL) on success;
+ *  -ENOSPC  "buf" is too small: nothing is written (a buffer of `MEM_ENC_FW_DESCRIBE_MAX`
+ *           bytes never is);
+ *  -EFAULT  "buf" is NULL while "len" is not 0.
+ *
+ * Allocates no memory.
+ *
+ * # Safety
+ * "buf" must be NULL or point to "len" writable bytes.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_fw_describe(uint32_t vendor,
+                        uint64_t status,
+                        char *buf,
+                        size_t len);
+
+/**
+ * The stage at which the calling thread's most recent typed-helper call (`mem_enc_sev_*`,
+ * `mem_enc_snp_*`, `mem_enc_tdx_*`, `mem_enc_mem_*`) stopped: `MEM_ENC_STAGE_NONE` (it
+ * succeeded), `MEM_ENC_STAGE_MEMENC` (rejected by memenc, no ioctl issued), `MEM_ENC_STAGE_KVM`
+ * (rejected by the kernel before the firmware) or `MEM_ENC_STAGE_FIRMWARE` (rejected by the
+ * firmware; see the `fw_error`/`hw_error` out-parameter). Thread-local, like errno.
+ */
+uint32_t mem_enc_last_stage(void);
+
+/**
+ * KVM_MEMORY_ENCRYPT_REG_REGION (SEV, SEV-ES): pins guest memory for the guest's lifetime.
+ *
+ * Arguments:
+ *  "vm_fd" - the VM descriptor.
+ *  "addr"  - the memory (user space).
+ *  "size"  - its size in bytes.
+ *
+ * Returns: 0, or -ENOTTY (INIT not done, or TDX), -EINVAL (size 0 or overflow), -ENOMEM
+ * (over RLIMIT_MEMLOCK).
+ *
+ * # Safety
+ * "addr" is checked by the kernel; it must stay mapped while registered.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_mem_register_region(int vm_fd, void *addr, size_t size);
+
+/**
+ * KVM_MEMORY_ENCRYPT_UNREG_REGION: unpins a region registered with exactly this address and
+ * size.
+ *
+ * Arguments: as `mem_enc_mem_register_region()`.
+ *
+ * Returns: 0, or -EINVAL (no such region), -ENOTTY.
+ *
+ * # Safety
+ * "addr" is only compared by the kernel.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_mem_unregister_region(int vm_fd, void *addr, size_t size);
+
+/**
+ * KVM_CREATE_GUEST_MEMFD: a guest_memfd for a VM's private memory.
+ *
+ * Arguments:
+ *  "vm_fd" - the VM descriptor.
+ *  "size"  - size in bytes (a multiple of the page size).
+ *  "flags" - `GUEST_MEMFD_FLAG_*`, usually 0.
+ *
+ * Returns: the new descriptor (the caller owns it and closes it), or -EINVAL, -ENOTTY (no
+ * guest_memfd), -ENOMEM.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_mem_create_guest_memfd(int vm_fd, uint64_t size, uint64_t flags);
+
+/**
+ * KVM_SET_USER_MEMORY_REGION2: adds, moves or deletes a memslot, optionally backed by a
+ * guest_memfd for its private pages.
+ *
+ * Arguments:
+ *  "vm_fd"     - the VM descriptor.
+ *  "args"      - the slot (`struct mem_enc_mem_region_args`).
+ *  "args_size" - `sizeof(struct mem_enc_mem_region_args)`.
+ *
+ * Returns: 0, or -EINVAL (bad slot/flags/alignment, non-zero reserved), -EEXIST (overlap),
+ * -EFAULT, -EBADF (bad guest_memfd).
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes; "userspace_addr" is checked by the kernel.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_mem_set_user_memory_region2(int vm_fd,
+                                        const struct mem_enc_mem_region_args *args,
+                                        size_t args_size);
+
+/**
+ * KVM_SET_MEMORY_ATTRIBUTES: makes a guest-physical range private (before SNP_LAUNCH_UPDATE
+ * or TDX INIT_MEM_REGION) or shared again.
+ *
+ * Arguments:
+ *  "vm_fd"   - the VM descriptor.
+ *  "gpa"     - first guest physical address (page aligned).
+ *  "size"    - size in bytes (page aligned).
+ *  "private" - non-zero: private; 0: shared.
+ *
+ * Returns: 0, or -EINVAL (misaligned, or private memory not supported by this VM type),
+ * -ENOTTY, -EAGAIN, -ENOMEM.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_mem_set_private(int vm_fd,
+                            uint64_t gpa,
+                            uint64_t size,
+                            int private_);
 
 /**
  * A drop-in for `ioctl(fd, KVM_MEMORY_ENCRYPT_OP, cmd)`, with the checks the kernel leaves
@@ -1034,6 +1707,411 @@ int mem_enc_negotiate_launch(const struct mem_enc_caps *caps,
                              size_t msg_len);
 
 /**
+ * KVM_SEV_INIT (legacy): makes a DEFAULT-type VM an SEV guest. Superseded by
+ * `mem_enc_sev_init2()` on kernels that have it.
+ *
+ * Arguments:
+ *  "vm_fd"    - the VM descriptor (borrowed).
+ *  "fw_error" - optional: the firmware status (see the SEV rules at the top of this group).
+ *
+ * Returns: 0, or -ENOTTY (no SEV on this host), -EINVAL (not a DEFAULT VM, vCPUs exist,
+ * already initialised), -EBUSY (no free ASID), -EIO (firmware: see fw_error), ...
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sev_init(int vm_fd, uint32_t *fw_error);
+
+/**
+ * KVM_SEV_ES_INIT (legacy): makes a DEFAULT-type VM an SEV-ES guest. Superseded by
+ * `mem_enc_sev_init2()` (whose launch measurement differs: it syncs FPU state into the VMSA).
+ *
+ * Arguments: as `mem_enc_sev_init()`.
+ *
+ * Returns: as `mem_enc_sev_init()`; -ENOTTY also when SEV-ES is disabled.
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sev_es_init(int vm_fd, uint32_t *fw_error);
+
+/**
+ * KVM_SEV_INIT2: initialises a SEV, SEV-ES or SNP-type VM (created with that type), before
+ * any vCPU.
+ *
+ * Arguments:
+ *  "vm_fd"     - the VM descriptor.
+ *  "args"      - VMSA features and GHCB version (`struct mem_enc_sev_init2_args`).
+ *  "args_size" - `sizeof(struct mem_enc_sev_init2_args)`.
+ *  "fw_error"  - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL (SNP_ACTIVE requested, non-zero reserved field: no ioctl; or the
+ * kernel's: wrong VM type, unsupported feature bit, bad GHCB version, vCPUs exist),
+ * -E2BIG (unknown non-zero tail in "args"), -EFAULT ("args" NULL), -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes; "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_init2(int vm_fd,
+                      const struct mem_enc_sev_init2_args *args,
+                      size_t args_size,
+                      uint32_t *fw_error);
+
+/**
+ * KVM_SEV_LAUNCH_START: starts the launch and binds the guest's ASID.
+ *
+ * Arguments:
+ *  "vm_fd"     - the VM descriptor.
+ *  "sev_fd"    - an open /dev/sev descriptor (borrowed; the kernel keeps using it for this
+ *                VM's later commands).
+ *  "args"      - handle, policy, certificate and session (`struct mem_enc_sev_start_args`).
+ *  "args_size" - `sizeof(struct mem_enc_sev_start_args)`.
+ *  "handle"    - optional out: the guest handle, on success.
+ *  "fw_error"  - optional firmware status.
+ *
+ * Returns: 0, or -ENOTTY (INIT not done), -EBADF ("sev_fd" is not /dev/sev), -EFAULT (a NULL
+ * blob with a length), -EIO (firmware: see fw_error), ...
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes and its blobs to their lengths;
+ * "handle" and "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_launch_start(int vm_fd,
+                             int sev_fd,
+                             const struct mem_enc_sev_start_args *args,
+                             size_t args_size,
+                             uint32_t *handle,
+                             uint32_t *fw_error);
+
+/**
+ * KVM_SEV_RECEIVE_START: starts receiving a migrated guest.
+ *
+ * Arguments: as `mem_enc_sev_launch_start()`; in "args", "cert" is the sender's PDH
+ * certificate and both blobs are required.
+ *
+ * Returns: as `mem_enc_sev_launch_start()`; -EINVAL when a blob is empty.
+ *
+ * # Safety
+ * As `mem_enc_sev_launch_start()`.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_receive_start(int vm_fd,
+                              int sev_fd,
+                              const struct mem_enc_sev_start_args *args,
+                              size_t args_size,
+                              uint32_t *handle,
+                              uint32_t *fw_error);
+
+/**
+ * KVM_SEV_LAUNCH_UPDATE_DATA: encrypts guest memory in place and adds it to the measurement.
+ *
+ * Arguments:
+ *  "vm_fd"    - the VM descriptor.
+ *  "addr"     - the guest memory (user-space address; 16-byte aligned for the firmware).
+ *  "len"      - its length in bytes (at most 4 GiB - 1).
+ *  "fw_error" - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL ("len" 0 or too large), -ENOMEM (pinning over RLIMIT_MEMLOCK),
+ * -ENOTTY, -EIO, ...
+ *
+ * # Safety
+ * "addr" is handed to the kernel, which checks it; "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_launch_update_data(int vm_fd,
+                                   void *addr,
+                                   size_t len,
+                                   uint32_t *fw_error);
+
+/**
+ * KVM_SEV_LAUNCH_UPDATE_VMSA (SEV-ES): encrypts every vCPU's register state; all vCPUs must
+ * exist and have their registers set. Call once.
+ *
+ * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
+ *
+ * Returns: 0, or -ENOTTY (not SEV-ES), -EINVAL (already done, or a vCPU has debug state),
+ * -EBUSY / -EINTR (retried up to the retry limit), -EIO.
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sev_launch_update_vmsa(int vm_fd, uint32_t *fw_error);
+
+/**
+ * KVM_SEV_LAUNCH_SECRET: injects the guest owner's secret packet into guest memory (after
+ * LAUNCH_MEASURE, before LAUNCH_FINISH).
+ *
+ * Arguments:
+ *  "vm_fd"     - the VM descriptor.
+ *  "args"      - header, guest range and transport data (`struct mem_enc_sev_packet_args`).
+ *  "args_size" - `sizeof(struct mem_enc_sev_packet_args)`.
+ *  "fw_error"  - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL (guest range not physically contiguous), -EFAULT, -ENOTTY, -EIO
+ * (e.g. SEV_RET_BAD_MEASUREMENT: the packet was not made for this launch).
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes and its blobs to their lengths;
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_launch_secret(int vm_fd,
+                              const struct mem_enc_sev_packet_args *args,
+                              size_t args_size,
+                              uint32_t *fw_error);
+
+/**
+ * KVM_SEV_RECEIVE_UPDATE_DATA: decrypts an incoming packet into guest memory (at most one
+ * page).
+ *
+ * Arguments: as `mem_enc_sev_launch_secret()`; every blob and the guest range are required.
+ *
+ * Returns: 0, or -EINVAL (a missing blob or range, range beyond a page, or RECEIVE_START not
+ * done), -EFAULT, -EIO.
+ *
+ * # Safety
+ * As `mem_enc_sev_launch_secret()`.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_receive_update_data(int vm_fd,
+                                    const struct mem_enc_sev_packet_args *args,
+                                    size_t args_size,
+                                    uint32_t *fw_error);
+
+/**
+ * KVM_SEV_LAUNCH_MEASURE: the launch measurement. memenc asks the kernel for the length
+ * first and never truncates.
+ *
+ * Arguments:
+ *  "vm_fd"    - the VM descriptor.
+ *  "buf"      - where the measurement goes; may be NULL when "*len" is 0 (a pure length
+ *               query).
+ *  "len"      - in: the size of "buf"; out: the measurement's length on success, or the
+ *               length needed on -ENOSPC. Required.
+ *  "fw_error" - optional firmware status.
+ *
+ * Returns: 0, or -ENOSPC ("buf" too small; "*len" = needed, "buf" untouched), -EFAULT ("len"
+ * NULL, or "buf" NULL with a non-zero "*len"), -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "len" must be readable and writable; "buf" must have "*len" writable bytes or be NULL;
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_launch_measure(int vm_fd,
+                               uint8_t *buf,
+                               size_t *len,
+                               uint32_t *fw_error);
+
+/**
+ * KVM_SEV_LAUNCH_FINISH: ends the launch; the guest can run.
+ *
+ * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
+ *
+ * Returns: 0, or -ENOTTY, -EIO (e.g. SEV_RET_INVALID_GUEST_STATE: out of order).
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sev_launch_finish(int vm_fd, uint32_t *fw_error);
+
+/**
+ * KVM_SEV_GUEST_STATUS: the guest's handle, policy and firmware state.
+ *
+ * Arguments:
+ *  "vm_fd"    - the VM descriptor.
+ *  "handle"   - optional out: guest handle.
+ *  "policy"   - optional out: guest policy.
+ *  "state"    - optional out: 0 INVALID, 1 LAUNCHING, 2 SECRET, 3 RUNNING, 4 RECEIVING,
+ *               5 SENDING.
+ *  "fw_error" - optional firmware status.
+ *
+ * Returns: 0, or -ENOTTY, -EIO.
+ *
+ * # Safety
+ * Every out-pointer must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_guest_status(int vm_fd,
+                             uint32_t *handle,
+                             uint32_t *policy,
+                             uint32_t *state,
+                             uint32_t *fw_error);
+
+/**
+ * KVM_SEV_DBG_DECRYPT: decrypts guest memory (debug policy only). "dst" is written only on
+ * success (memenc decrypts into its own zeroised buffer first).
+ *
+ * Arguments:
+ *  "vm_fd"    - the VM descriptor.
+ *  "src"      - the encrypted guest memory (user-space address).
+ *  "dst"      - where the plaintext goes.
+ *  "len"      - bytes to decrypt.
+ *  "fw_error" - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL ("len" 0), -EFAULT ("dst" NULL), -ENOTTY, -EIO (e.g.
+ * SEV_RET_POLICY_FAILURE: the policy forbids debugging).
+ *
+ * # Safety
+ * "dst" must have "len" writable bytes; "src" is checked by the kernel; "fw_error" must be
+ * NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_dbg_decrypt(int vm_fd,
+                            const void *src,
+                            uint8_t *dst,
+                            size_t len,
+                            uint32_t *fw_error);
+
+/**
+ * KVM_SEV_DBG_ENCRYPT: encrypts data into guest memory (debug policy only).
+ *
+ * Arguments:
+ *  "vm_fd"    - the VM descriptor.
+ *  "src"      - the plaintext.
+ *  "dst"      - the guest memory (user-space address).
+ *  "len"      - bytes to encrypt.
+ *  "fw_error" - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL, -EFAULT ("src" NULL), -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "src" must have "len" readable bytes; "dst" is checked by the kernel; "fw_error" must be
+ * NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_dbg_encrypt(int vm_fd,
+                            const uint8_t *src,
+                            void *dst,
+                            size_t len,
+                            uint32_t *fw_error);
+
+/**
+ * KVM_SEV_GET_ATTESTATION_REPORT: the firmware's attestation report over the launch
+ * measurement and the guest owner's nonce. Length query first; never truncates.
+ *
+ * Arguments:
+ *  "vm_fd"      - the VM descriptor.
+ *  "mnonce"     - the guest owner's nonce.
+ *  "mnonce_len" - must be 16.
+ *  "buf", "len" - as `mem_enc_sev_launch_measure()`.
+ *  "fw_error"   - optional firmware status.
+ *
+ * Returns: 0, or -ENOSPC ("*len" = needed), -EINVAL ("mnonce_len" not 16), -EFAULT, -ENOTTY,
+ * -EIO.
+ *
+ * # Safety
+ * "mnonce" must have 16 readable bytes; "buf"/"len" as `mem_enc_sev_launch_measure()`;
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_get_attestation_report(int vm_fd,
+                                       const uint8_t *mnonce,
+                                       size_t mnonce_len,
+                                       uint8_t *buf,
+                                       size_t *len,
+                                       uint32_t *fw_error);
+
+/**
+ * KVM_SEV_SEND_START: starts sending the guest to a receiver. memenc queries the session
+ * length first and issues the real command only when "session" is large enough (the command
+ * changes the guest's state, so it is never issued into a buffer that is too small).
+ *
+ * Arguments:
+ *  "vm_fd"       - the VM descriptor.
+ *  "args"        - the certificates (`struct mem_enc_sev_send_start_args`).
+ *  "args_size"   - `sizeof(struct mem_enc_sev_send_start_args)`.
+ *  "session"     - where the session blob goes (may be NULL when "*session_len" is 0).
+ *  "session_len" - in: size of "session"; out: the blob's length, or the needed length on
+ *                  -ENOSPC. Required.
+ *  "policy"      - optional out: the guest policy, on success.
+ *  "fw_error"    - optional firmware status.
+ *
+ * Returns: 0, or -ENOSPC, -EINVAL (missing PDH certificate), -EFAULT, -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes and its blobs to their lengths;
+ * "session_len" readable and writable; "session" "*session_len" writable bytes or NULL;
+ * "policy" and "fw_error" NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_send_start(int vm_fd,
+                           const struct mem_enc_sev_send_start_args *args,
+                           size_t args_size,
+                           uint8_t *session,
+                           size_t *session_len,
+                           uint32_t *policy,
+                           uint32_t *fw_error);
+
+/**
+ * KVM_SEV_SEND_UPDATE_DATA: encrypts guest memory (within one page) for transport. memenc
+ * queries both lengths first.
+ *
+ * Arguments:
+ *  "vm_fd"     - the VM descriptor.
+ *  "guest"     - the guest memory (user-space address).
+ *  "guest_len" - its length (the range must not cross a page).
+ *  "hdr"       - where the packet header goes; "hdr_len" in: its size, out: the length
+ *                written or needed. Required.
+ *  "trans"     - where the encrypted data goes; "trans_len" likewise. Required.
+ *  "fw_error"  - optional firmware status.
+ *
+ * Returns: 0, or -ENOSPC (either buffer too small: both "*hdr_len" and "*trans_len" are set to
+ * the needed lengths, nothing else is written), -EINVAL, -EFAULT, -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "hdr_len"/"trans_len" readable and writable; "hdr"/"trans" with that many writable bytes or
+ * NULL; "fw_error" NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_sev_send_update_data(int vm_fd,
+                                 const void *guest,
+                                 size_t guest_len,
+                                 uint8_t *hdr,
+                                 size_t *hdr_len,
+                                 uint8_t *trans,
+                                 size_t *trans_len,
+                                 uint32_t *fw_error);
+
+/**
+ * KVM_SEV_SEND_FINISH: ends sending.
+ *
+ * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
+ *
+ * Returns: 0, or -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sev_send_finish(int vm_fd, uint32_t *fw_error);
+
+/**
+ * KVM_SEV_SEND_CANCEL: abandons sending; the guest can run again.
+ *
+ * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
+ *
+ * Returns: 0, or -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sev_send_cancel(int vm_fd, uint32_t *fw_error);
+
+/**
+ * KVM_SEV_RECEIVE_FINISH: ends receiving; the guest can run.
+ *
+ * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
+ *
+ * Returns: 0, or -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_sev_receive_finish(int vm_fd, uint32_t *fw_error);
+
+/**
  * Opens a simulated `/dev/kvm` (test and demo support). Its VMs, vCPUs, guest_memfd and
  * `/dev/sev` descriptors are answered by memenc's model of the kernel for that host, so
  * `mem_enc_op()` and every memenc helper work on them as on real hardware.
@@ -1173,6 +2251,276 @@ int mem_enc_sim_inject(int vm_fd,
  * Returns: a static NUL-terminated string, or NULL past the last profile.
  */
 const char *mem_enc_sim_profile_name(size_t index);
+
+/**
+ * KVM_SEV_SNP_LAUNCH_START: creates the guest context and starts the launch (after
+ * `mem_enc_sev_init2()` on an SNP VM). memenc sets policy bit 17 (must be one).
+ *
+ * Arguments:
+ *  "vm_fd"     - the VM descriptor.
+ *  "sev_fd"    - an open /dev/sev descriptor.
+ *  "args"      - policy and GOSVW (`struct mem_enc_snp_launch_start_args`).
+ *  "args_size" - `sizeof(struct mem_enc_snp_launch_start_args)`.
+ *  "fw_error"  - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL (policy bits the kernel does not accept, or started twice; fw_error
+ * 0: KVM refused before the firmware), -ENOTTY (INIT2 not done, or the guest context could not
+ * be created), -EBADF, -EIO.
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes; "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_snp_launch_start(int vm_fd,
+                             int sev_fd,
+                             const struct mem_enc_snp_launch_start_args *args,
+                             size_t args_size,
+                             uint32_t *fw_error);
+
+/**
+ * KVM_SEV_SNP_LAUNCH_UPDATE over the whole range: memenc re-issues the command with the
+ * kernel's advanced GFN, source and length until every page is added (the kernel may stop
+ * early), retrying transient errors up to the retry limit.
+ *
+ * Arguments:
+ *  "vm_fd"       - the VM descriptor.
+ *  "sev_fd"      - an open /dev/sev descriptor.
+ *  "args"        - the range (`struct mem_enc_snp_launch_update_args`).
+ *  "args_size"   - `sizeof(struct mem_enc_snp_launch_update_args)`.
+ *  "gfn_reached" - optional out, written whenever memenc got as far as issuing: the first GFN
+ *                  not added (gfn_start + pages on success). After a failure, pages before it
+ *                  are in the guest; resume from it.
+ *  "fw_error"    - optional firmware status of the last call.
+ *
+ * Returns: 0 (the whole range was added), or -EINVAL ("len" not a non-zero multiple of 4096,
+ * bad page type, non-zero reserved; or the kernel's: a GFN not private or not in a
+ * guest_memfd slot, LAUNCH_START not done), -EIO (the firmware refused a page, or the first
+ * page of a call failed for any reason: fw_error 0 then), -EAGAIN (no progress within the
+ * retry limit), -EFAULT, -EBADF.
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes; out-pointers NULL or writable; "src" is
+ * checked by the kernel.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_snp_launch_update(int vm_fd,
+                              int sev_fd,
+                              const struct mem_enc_snp_launch_update_args *args,
+                              size_t args_size,
+                              uint64_t *gfn_reached,
+                              uint32_t *fw_error);
+
+/**
+ * KVM_SEV_SNP_LAUNCH_FINISH: encrypts every vCPU's VMSA (all vCPUs must exist, registers set;
+ * none may be added afterwards) and ends the launch.
+ *
+ * Arguments:
+ *  "vm_fd"     - the VM descriptor.
+ *  "sev_fd"    - an open /dev/sev descriptor.
+ *  "args"      - ID block, authentication block, host data (`struct
+ *                mem_enc_snp_launch_finish_args`).
+ *  "args_size" - `sizeof(struct mem_enc_snp_launch_finish_args)`.
+ *  "fw_error"  - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL (block lengths not exactly `MEM_ENC_SNP_ID_BLOCK_SIZE` /
+ * `MEM_ENC_SNP_ID_AUTH_SIZE`, one block without the other, "auth_key_en" without blocks,
+ * non-zero reserved; or the kernel's), -EBUSY/-EINTR (retried), -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes and its blocks to their lengths; "fw_error"
+ * must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_snp_launch_finish(int vm_fd,
+                              int sev_fd,
+                              const struct mem_enc_snp_launch_finish_args *args,
+                              size_t args_size,
+                              uint32_t *fw_error);
+
+/**
+ * KVM_SEV_SNP_ENABLE_REQ_CERTS (newest kernels): guest certificate requests exit to user
+ * space (KVM_EXIT_SNP_REQ_CERTS). Before any vCPU is created.
+ *
+ * Arguments:
+ *  "vm_fd"    - the VM descriptor.
+ *  "fw_error" - optional firmware status.
+ *
+ * Returns: 0, or -EINVAL (not an SNP guest, vCPUs exist, or a kernel without the command),
+ * -ENOTTY.
+ *
+ * # Safety
+ * "fw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_snp_enable_req_certs(int vm_fd, uint32_t *fw_error);
+
+/**
+ * KVM_TDX_CAPABILITIES: what this host's TDX module and KVM let a TD use. memenc sizes the
+ * kernel's buffer itself (the kernel does not report the size it needs).
+ *
+ * Arguments:
+ *  "vm_fd"      - a TDX VM descriptor (any time, even before INIT_VM).
+ *  "caps"       - out: `struct mem_enc_tdx_capabilities`, on success.
+ *  "caps_size"  - `sizeof(struct mem_enc_tdx_capabilities)`.
+ *  "entries"    - out: the configurable CPUID leaves; may be NULL when "*nent" is 0.
+ *  "nent"       - in: capacity of "entries"; out: entries written, or needed on -ENOSPC.
+ *                 Required.
+ *  "hw_error"   - optional SEAMCALL status (always 0 here).
+ *
+ * Returns: 0, or -ENOSPC ("*nent" = needed; nothing else written), -EFAULT, -EINVAL
+ * ("caps_size" too small), -ENOTTY (not a TDX VM / not an Intel host), -EIO.
+ *
+ * # Safety
+ * "caps" must have "caps_size" writable bytes; "nent" readable and writable; "entries" room
+ * for "*nent" entries or NULL; "hw_error" NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_tdx_capabilities(int vm_fd,
+                             struct mem_enc_tdx_capabilities *caps,
+                             size_t caps_size,
+                             struct mem_enc_cpuid_entry *entries,
+                             uint32_t *nent,
+                             uint64_t *hw_error);
+
+/**
+ * KVM_TDX_INIT_VM: configures the TD (before any vCPU). Retried on -EAGAIN (the CPU's
+ * random-number generator ran dry) up to the retry limit.
+ *
+ * Arguments:
+ *  "vm_fd"     - a TDX VM descriptor.
+ *  "args"      - attributes, XFAM, measurement registers, CPUID (`struct
+ *                mem_enc_tdx_init_vm_args`).
+ *  "args_size" - `sizeof(struct mem_enc_tdx_init_vm_args)`.
+ *  "hw_error"  - optional SEAMCALL status: for -EINVAL from TDH.MNG.INIT it names the bad
+ *                operand (`mem_enc_fw_strerror(MEM_ENC_VENDOR_TDX, *hw_error)`).
+ *
+ * Returns: 0, or -E2BIG (more than 256 CPUID entries), -EINVAL (bits outside the supported
+ * masks, bad CPUID, non-zero reserved, called twice), -EBUSY (vCPUs exist), -EAGAIN (entropy,
+ * after the retries), -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes and "cpuid" to "cpuid_nent" entries;
+ * "hw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_tdx_init_vm(int vm_fd,
+                        const struct mem_enc_tdx_init_vm_args *args,
+                        size_t args_size,
+                        uint64_t *hw_error);
+
+/**
+ * KVM_TDX_INIT_VCPU: initialises a vCPU of an initialised TD (on the vCPU descriptor).
+ *
+ * Arguments:
+ *  "vcpu_fd"  - the vCPU descriptor.
+ *  "rcx"      - the guest's initial RCX (TDVF: the HOB list address).
+ *  "hw_error" - optional; always 0 (the kernel reports no status for vCPU commands).
+ *
+ * Returns: 0, or -EINVAL (INIT_VM not done, TD finalised, vCPU already initialised, or a VM
+ * descriptor), -ENOTTY, -EIO, -ENOMEM.
+ *
+ * # Safety
+ * "hw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_tdx_init_vcpu(int vcpu_fd, uint64_t rcx, uint64_t *hw_error);
+
+/**
+ * KVM_TDX_INIT_MEM_REGION over the whole range (on a vCPU descriptor): memenc re-issues the
+ * command with the kernel's advanced source, GPA and page count after -EINTR until every page
+ * is added, up to the retry limit.
+ *
+ * Arguments:
+ *  "vcpu_fd"     - a vCPU descriptor of the TD (after INIT_VCPU, before FINALIZE).
+ *  "args"        - the range (`struct mem_enc_tdx_init_mem_region_args`).
+ *  "args_size"   - `sizeof(struct mem_enc_tdx_init_mem_region_args)`.
+ *  "gpa_reached" - optional out, written whenever memenc got as far as issuing: the first GPA
+ *                  not added (gpa + pages * 4096 on success).
+ *  "hw_error"    - optional; always 0.
+ *
+ * Returns: 0 (the whole range was added), or -EINVAL (unknown flag, zero pages, misaligned,
+ * non-zero reserved; or the kernel's: GPA not private, wrong state), -EINTR (signals kept
+ * interrupting beyond the retry limit), -EBUSY, -EIO, -EFAULT.
+ *
+ * # Safety
+ * "args" must point to "args_size" readable bytes; out-pointers NULL or writable; "source" is
+ * checked by the kernel.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_tdx_init_mem_region(int vcpu_fd,
+                                const struct mem_enc_tdx_init_mem_region_args *args,
+                                size_t args_size,
+                                uint64_t *gpa_reached,
+                                uint64_t *hw_error);
+
+/**
+ * KVM_TDX_FINALIZE_VM: ends the build; the TD's measurement is final and its vCPUs can run.
+ * Retried on -EBUSY (TDX_OPERAND_BUSY) up to the retry limit.
+ *
+ * Arguments:
+ *  "vm_fd"    - the TDX VM descriptor.
+ *  "hw_error" - optional SEAMCALL status of TDH.MR.FINALIZE.
+ *
+ * Returns: 0, or -EINVAL (INIT_VM not done, already finalised, a page add incomplete), -EBUSY
+ * (after the retries), -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "hw_error" must be NULL or writable.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_tdx_finalize_vm(int vm_fd, uint64_t *hw_error);
+
+/**
+ * KVM_TDX_GET_CPUID: the CPUID values the TDX module gives the TD (on a vCPU descriptor,
+ * between INIT_VCPU and FINALIZE_VM).
+ *
+ * Arguments:
+ *  "vcpu_fd"  - the vCPU descriptor.
+ *  "entries"  - out: the leaves; may be NULL when "*nent" is 0.
+ *  "nent"     - in: capacity; out: entries written, or needed on -ENOSPC. Required.
+ *  "hw_error" - optional; always 0.
+ *
+ * Returns: 0, or -ENOSPC ("*nent" = needed), -EFAULT, -EINVAL (wrong state or a VM
+ * descriptor), -ENOTTY, -EIO.
+ *
+ * # Safety
+ * "nent" readable and writable; "entries" room for "*nent" entries or NULL; "hw_error" NULL or
+ * writable.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_tdx_get_cpuid(int vcpu_fd,
+                          struct mem_enc_cpuid_entry *entries,
+                          uint32_t *nent,
+                          uint64_t *hw_error);
+
+/**
+ * Installs a trace callback, called once per issued `KVM_MEMORY_ENCRYPT_OP` (by `mem_enc_op()`
+ * and every typed helper; each retry or continuation is its own event) with the command's
+ * name, scope, return value, firmware status and duration. See `struct mem_enc_trace_event`.
+ *
+ * Arguments:
+ *  "callback" - the function to call, or NULL to remove the hook. It may run on any thread
+ *               that issues commands, concurrently, and must not call `mem_enc_set_trace()`.
+ *  "userdata" - handed back to every call unchanged; memenc never dereferences it.
+ *
+ * The callback and its userdata change together. With no hook set, tracing costs one atomic
+ * load per command; with one, memenc still allocates nothing.
+ *
+ * # Safety
+ * "callback" must be NULL or a function that is safe to call with "userdata" from any thread
+ * until it is replaced.
+ */
+void mem_enc_set_trace(mem_enc_trace_fn callback, void *userdata);
+
+/**
+ * Sets how many times a command is re-issued after a transient error (-EINTR, -EAGAIN from TDX
+ * INIT_VM, -EBUSY from TDX FINALIZE_VM and the all-vCPU SEV commands), and how many rounds
+ * without progress a partial-progress command (SNP_LAUNCH_UPDATE, TDX INIT_MEM_REGION) gets.
+ * Applies process-wide to the typed helpers and to `mem_enc_op()` with `MEM_ENC_FLAG_RETRY`.
+ *
+ * Arguments:
+ *  "limit" - the new limit; 0 disables retries. The default is `MEM_ENC_RETRY_LIMIT`.
+ *
+ * Returns: the previous limit.
+ */
+uint32_t mem_enc_set_retry_limit(uint32_t limit);
 
 #ifdef __cplusplus
 }  // extern "C"

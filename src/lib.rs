@@ -13,6 +13,10 @@ pub mod capi;
 /// cbindgen:ignore
 pub mod errno;
 /// cbindgen:ignore
+pub mod fwerr;
+/// cbindgen:ignore
+pub mod helpers;
+/// cbindgen:ignore
 pub mod host;
 pub mod negotiate;
 /// cbindgen:ignore
@@ -20,6 +24,7 @@ pub mod op;
 pub mod probe;
 /// cbindgen:ignore
 pub mod sim;
+pub mod trace;
 /// cbindgen:ignore
 pub mod uapi;
 /// cbindgen:ignore

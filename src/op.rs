@@ -3,6 +3,7 @@
 //! (retrying or continuing when asked), and say which status field to hand back.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::abi::{
     MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY, MEM_ENC_FLAGS_LIBRARY_KNOWN,
@@ -10,6 +11,7 @@ use crate::abi::{
 };
 use crate::errno::Errno;
 use crate::host;
+use crate::trace;
 use crate::uapi::KVM_MEMORY_ENCRYPT_OP;
 use crate::vendor::{CmdInfo, Progress, Vendor};
 
@@ -94,20 +96,29 @@ pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
     let mut local = *input;
     local.flags = kernel_flags;
 
-    let mut budget = MEM_ENC_RETRY_LIMIT;
+    let mut budget = retry_limit();
     let mut last_remaining = u64::MAX;
     loop {
         clear_status(vendor, &mut local);
+        let traced = trace::start();
         // SAFETY: `local` is a valid 24-byte command; `data` is the caller's parameter address,
         // which the kernel (or the model) validates exactly as for the caller's own ioctl.
-        let result = unsafe {
+        let raw = unsafe {
             host::ioctl(
                 fd,
                 KVM_MEMORY_ENCRYPT_OP,
                 &mut local as *mut mem_enc_cmd as u64,
             )
-        }
-        .map(|_| ());
+        };
+        trace::finish(
+            traced,
+            fd,
+            vendor,
+            local.id,
+            raw,
+            status_of(vendor, &local).raw(),
+        );
+        let result = raw.map(|_| ());
         let next = match (result, info) {
             (Ok(()), Some(c)) if library_flags & MEM_ENC_FLAG_CONTINUE != 0 => {
                 continue_after_success(c, &local, &mut last_remaining, &mut budget)
@@ -127,6 +138,20 @@ pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
             }
         }
     }
+}
+
+/// How many times a command is re-issued after a transient error (and how many rounds without
+/// progress `MEM_ENC_FLAG_CONTINUE` accepts); `MEM_ENC_RETRY_LIMIT` until changed.
+static RETRY_LIMIT: AtomicU32 = AtomicU32::new(MEM_ENC_RETRY_LIMIT);
+
+/// The current retry limit.
+pub fn retry_limit() -> u32 {
+    RETRY_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Sets the retry limit for every later command (process-wide); returns the previous one.
+pub fn set_retry_limit(limit: u32) -> u32 {
+    RETRY_LIMIT.swap(limit, Ordering::Relaxed)
 }
 
 enum Next {
@@ -183,6 +208,16 @@ fn clear_status(vendor: Vendor, cmd: &mut mem_enc_cmd) {
             let mut sev = cmd.sev();
             sev.error = 0;
             cmd.status.sev = sev;
+        }
+    }
+}
+
+impl StatusWrite {
+    /// The status as a 64-bit value.
+    pub fn raw(self) -> u64 {
+        match self {
+            StatusWrite::SevError(e) => u64::from(e),
+            StatusWrite::HwError(h) => h,
         }
     }
 }

@@ -215,6 +215,15 @@ pub const KVM_TDX_MEASURE_MEMORY_REGION: u32 = 1;
 pub const KVM_MAX_CPUID_ENTRIES: u32 = 256;
 /// Largest blob the SEV firmware driver accepts (`SEV_FW_BLOB_MAX_SIZE`).
 pub const SEV_FW_BLOB_MAX_SIZE: u32 = 0x4000;
+/// `SVM_SEV_FEAT_SNP_ACTIVE` (VMSA feature bit 0): KVM sets it for SNP guests and refuses it in
+/// `kvm_sev_init.vmsa_features`.
+pub const SVM_SEV_FEAT_SNP_ACTIVE: u64 = 1 << 0;
+/// SNP guest-policy bit 17 (`SNP_POLICY_RSVD_MBO`): reserved, must be one.
+pub const SNP_POLICY_RSVD_MBO: u64 = 1 << 17;
+/// `KVM_SEV_SNP_ID_BLOCK_SIZE`
+pub const KVM_SEV_SNP_ID_BLOCK_SIZE: usize = 96;
+/// `KVM_SEV_SNP_ID_AUTH_SIZE`
+pub const KVM_SEV_SNP_ID_AUTH_SIZE: usize = 4096;
 
 macro_rules! assert_layout {
     ($ty:ty, size $size:expr, align $align:expr $(, $field:ident @ $off:expr)* $(,)?) => {
@@ -306,5 +315,14 @@ mod tests {
             kvm_bindings::sev_cmd_id_KVM_SEV_SNP_LAUNCH_FINISH
         );
         assert_eq!(sev_id::INIT2, kvm_bindings::sev_cmd_id_KVM_SEV_INIT2);
+        assert_eq!(KVM_MEM_GUEST_MEMFD, kvm_bindings::KVM_MEM_GUEST_MEMFD);
+        assert_eq!(
+            KVM_SEV_SNP_ID_BLOCK_SIZE,
+            kvm_bindings::KVM_SEV_SNP_ID_BLOCK_SIZE as usize
+        );
+        assert_eq!(
+            KVM_SEV_SNP_ID_AUTH_SIZE,
+            kvm_bindings::KVM_SEV_SNP_ID_AUTH_SIZE as usize
+        );
     }
 }

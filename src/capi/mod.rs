@@ -2,9 +2,16 @@
 //! Rust core, and maps `Errno` to `-errno`. Nothing here decides semantics, and no panic
 //! crosses into C: a caught panic becomes `-ENOTRECOVERABLE`.
 
+pub(crate) mod args;
+pub mod fwerr;
+pub mod mem;
 pub mod op;
 pub mod probe;
+pub mod sev;
 pub mod sim;
+pub mod snp;
+pub mod tdx;
+pub mod trace;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

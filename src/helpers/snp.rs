@@ -1,0 +1,156 @@
+//! AMD SEV-SNP sub-commands. All go to the VM descriptor; the launch commands also take an
+//! open `/dev/sev` descriptor (SNP_LAUNCH_UPDATE and FINISH read it on every call).
+
+use std::os::fd::BorrowedFd;
+
+use super::{Error, Result, data_of, issue, name};
+use crate::abi::MEM_ENC_FLAG_CONTINUE;
+use crate::uapi::{
+    kvm_sev_snp_launch_finish, kvm_sev_snp_launch_start, kvm_sev_snp_launch_update, sev_id as id,
+};
+use crate::vendor::Vendor;
+
+pub use crate::uapi::{
+    KVM_SEV_SNP_ID_AUTH_SIZE as SNP_ID_AUTH_SIZE, KVM_SEV_SNP_ID_BLOCK_SIZE as SNP_ID_BLOCK_SIZE,
+    SNP_POLICY_RSVD_MBO,
+};
+/// Page size of SNP_LAUNCH_UPDATE ranges.
+pub const PAGE_SIZE: u64 = 4096;
+
+fn reject(cmd: u32, errno: i32) -> Error {
+    Error::rejected(name(Vendor::Sev, cmd), Vendor::Sev, errno)
+}
+
+/// Parameters of [`launch_start`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaunchStart {
+    /// Guest policy; bit 17 (must be one) is set by memenc.
+    pub policy: u64,
+    /// Guest OS visible workarounds (GOSVW).
+    pub gosvw: [u8; 16],
+}
+
+/// `KVM_SEV_SNP_LAUNCH_START` (after INIT2 on an SNP VM).
+pub fn launch_start(vm_fd: BorrowedFd<'_>, sev: BorrowedFd<'_>, p: &LaunchStart) -> Result<()> {
+    let mut k = kvm_sev_snp_launch_start {
+        policy: p.policy | SNP_POLICY_RSVD_MBO,
+        gosvw: p.gosvw,
+        ..Default::default()
+    };
+    issue(
+        vm_fd,
+        Vendor::Sev,
+        id::SNP_LAUNCH_START,
+        0,
+        data_of(&mut k),
+        Some(sev),
+    )
+}
+
+/// SNP page types (`KVM_SEV_SNP_PAGE_TYPE_*`).
+pub mod page_type {
+    /// Normal data page (measured).
+    pub const NORMAL: u8 = 1;
+    /// Zero page (no source).
+    pub const ZERO: u8 = 3;
+    /// Unmeasured page.
+    pub const UNMEASURED: u8 = 4;
+    /// Secrets page.
+    pub const SECRETS: u8 = 5;
+    /// CPUID page (the firmware may correct it and the kernel copies the fix back to the source).
+    pub const CPUID: u8 = 6;
+}
+
+/// Parameters of [`launch_update`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaunchUpdate {
+    /// First guest frame number; it must be private and backed by guest_memfd.
+    pub gfn_start: u64,
+    /// Source address in user space, 4 KiB aligned (ignored for ZERO pages).
+    pub uaddr: u64,
+    /// Length in bytes: a non-zero multiple of 4096.
+    pub len: u64,
+    /// One of [`page_type`].
+    pub page_type: u8,
+}
+
+/// `KVM_SEV_SNP_LAUNCH_UPDATE` over the whole range: re-issued with the kernel's advanced
+/// `gfn_start`/`uaddr`/`len` until `len` is 0, and after transient errors. On failure,
+/// `Error::reached` is the first GFN not added.
+pub fn launch_update(vm_fd: BorrowedFd<'_>, sev: BorrowedFd<'_>, p: &LaunchUpdate) -> Result<()> {
+    if p.len == 0 || p.len % PAGE_SIZE != 0 {
+        return Err(Error {
+            reached: Some(p.gfn_start),
+            ..reject(id::SNP_LAUNCH_UPDATE, libc::EINVAL)
+        });
+    }
+    let mut k = kvm_sev_snp_launch_update {
+        gfn_start: p.gfn_start,
+        uaddr: p.uaddr,
+        len: p.len,
+        type_: p.page_type,
+        ..Default::default()
+    };
+    let r = issue(
+        vm_fd,
+        Vendor::Sev,
+        id::SNP_LAUNCH_UPDATE,
+        MEM_ENC_FLAG_CONTINUE,
+        data_of(&mut k),
+        Some(sev),
+    );
+    r.map_err(|e| Error {
+        reached: Some(k.gfn_start),
+        ..e
+    })
+}
+
+/// Parameters of [`launch_finish`].
+#[derive(Clone, Copy, Debug)]
+pub struct LaunchFinish<'a> {
+    /// The ID block and its authentication block, or `None` for neither.
+    pub id_block: Option<(&'a [u8; SNP_ID_BLOCK_SIZE], &'a [u8; SNP_ID_AUTH_SIZE])>,
+    /// Whether the ID authentication block carries an author key.
+    pub auth_key_en: bool,
+    /// Disable the VCEK for this guest's reports.
+    pub vcek_disabled: bool,
+    /// Host data included in attestation reports.
+    pub host_data: [u8; 32],
+}
+
+/// `KVM_SEV_SNP_LAUNCH_FINISH`: encrypts every vCPU's VMSA (all vCPUs must exist) and ends the
+/// launch.
+pub fn launch_finish(
+    vm_fd: BorrowedFd<'_>,
+    sev: BorrowedFd<'_>,
+    p: &LaunchFinish<'_>,
+) -> Result<()> {
+    let (id_block_uaddr, id_auth_uaddr) = p
+        .id_block
+        .map_or((0, 0), |(b, a)| (b.as_ptr() as u64, a.as_ptr() as u64));
+    if p.auth_key_en && p.id_block.is_none() {
+        return Err(reject(id::SNP_LAUNCH_FINISH, libc::EINVAL));
+    }
+    let mut k = kvm_sev_snp_launch_finish {
+        id_block_uaddr,
+        id_auth_uaddr,
+        id_block_en: u8::from(p.id_block.is_some()),
+        auth_key_en: u8::from(p.auth_key_en),
+        vcek_disabled: u8::from(p.vcek_disabled),
+        host_data: p.host_data,
+        ..Default::default()
+    };
+    issue(
+        vm_fd,
+        Vendor::Sev,
+        id::SNP_LAUNCH_FINISH,
+        0,
+        data_of(&mut k),
+        Some(sev),
+    )
+}
+
+/// `KVM_SEV_SNP_ENABLE_REQ_CERTS` (newest kernels; before any vCPU is created).
+pub fn enable_req_certs(vm_fd: BorrowedFd<'_>) -> Result<()> {
+    issue(vm_fd, Vendor::Sev, id::SNP_ENABLE_REQ_CERTS, 0, 0, None)
+}
