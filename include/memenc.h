@@ -51,8 +51,8 @@
 
 /**
  * Library flag: re-issue the command after the transient errors its kernel handler documents
- * (`-EINTR`, `-EAGAIN`, and `-EBUSY` where it means "try again"), at most
- * `MEM_ENC_RETRY_LIMIT` times.
+ * (`-EINTR`, `-EAGAIN`, and `-EBUSY` where it means "try again"), at most the retry limit
+ * (`MEM_ENC_RETRY_LIMIT` unless changed with `mem_enc_set_retry_limit()`).
  */
 #define MEM_ENC_FLAG_RETRY (1u << 31)
 
@@ -69,8 +69,9 @@
 #define MEM_ENC_FLAGS_LIBRARY_KNOWN (MEM_ENC_FLAG_RETRY | MEM_ENC_FLAG_CONTINUE)
 
 /**
- * How many times `MEM_ENC_FLAG_RETRY` re-issues a command (and how many rounds without
- * progress `MEM_ENC_FLAG_CONTINUE` accepts) before the last error is returned.
+ * The default retry limit: how many times `MEM_ENC_FLAG_RETRY` re-issues a command (and how
+ * many rounds without progress `MEM_ENC_FLAG_CONTINUE` accepts) before the last error is
+ * returned. `mem_enc_set_retry_limit()` changes it for the process.
  */
 #define MEM_ENC_RETRY_LIMIT 16
 

@@ -98,8 +98,8 @@ pub const MEM_ENC_VENDOR_TDX: u32 = 2;
 /// the (vendor, id), or the call fails with `-EINVAL`.
 pub const MEM_ENC_FLAGS_LIBRARY_MASK: u32 = 0xffu32 << 24;
 /// Library flag: re-issue the command after the transient errors its kernel handler documents
-/// (`-EINTR`, `-EAGAIN`, and `-EBUSY` where it means "try again"), at most
-/// `MEM_ENC_RETRY_LIMIT` times.
+/// (`-EINTR`, `-EAGAIN`, and `-EBUSY` where it means "try again"), at most the retry limit
+/// (`MEM_ENC_RETRY_LIMIT` unless changed with `mem_enc_set_retry_limit()`).
 pub const MEM_ENC_FLAG_RETRY: u32 = 1u32 << 31;
 /// Library flag, for the partial-progress commands only (SNP_LAUNCH_UPDATE, TDX
 /// INIT_MEM_REGION): re-issue with the kernel's updated parameters until the whole range is
@@ -107,8 +107,9 @@ pub const MEM_ENC_FLAG_RETRY: u32 = 1u32 << 31;
 pub const MEM_ENC_FLAG_CONTINUE: u32 = 1u32 << 30;
 /// The flags memenc defines today; the other library bits are reserved and give `-EINVAL`.
 pub const MEM_ENC_FLAGS_LIBRARY_KNOWN: u32 = MEM_ENC_FLAG_RETRY | MEM_ENC_FLAG_CONTINUE;
-/// How many times `MEM_ENC_FLAG_RETRY` re-issues a command (and how many rounds without
-/// progress `MEM_ENC_FLAG_CONTINUE` accepts) before the last error is returned.
+/// The default retry limit: how many times `MEM_ENC_FLAG_RETRY` re-issues a command (and how
+/// many rounds without progress `MEM_ENC_FLAG_CONTINUE` accepts) before the last error is
+/// returned. `mem_enc_set_retry_limit()` changes it for the process.
 pub const MEM_ENC_RETRY_LIMIT: u32 = 16;
 
 /// TDX kernel flag for `KVM_TDX_INIT_MEM_REGION`: extend the TD measurement (MRTD) with the
