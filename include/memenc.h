@@ -2231,8 +2231,9 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_launch_digest(int vm_fd, uint8_t *out, size_
  *
  * Returns: 0, or:
  *  -EBADF   vm_fd is not a simulated VM
- *  -EINVAL  fault is NULL, an unknown kind, PROGRESS of 0 pages, FW_STATUS of 0
- *  -E2BIG   fault_size is larger than memenc knows and the extra bytes are not zero
+ *  -EINVAL  fault is NULL, fault_size < 4, an unknown kind, PROGRESS of 0 pages, FW_STATUS of 0
+ *  -E2BIG   fault_size is larger than memenc knows and the extra bytes are not zero, or
+ *           above 4096
  *  -EFAULT  fault is not readable
  *
  * # Safety
@@ -2368,7 +2369,7 @@ MEM_ENC_WARN_UNUSED int mem_enc_snp_enable_req_certs(int vm_fd, uint32_t *fw_err
  *  "hw_error"   - optional SEAMCALL status (always 0 here).
  *
  * Returns: 0, or -ENOSPC ("*nent" = needed; nothing else written), -EFAULT, -EINVAL
- * ("caps_size" too small), -ENOTTY (not a TDX VM / not an Intel host), -EIO.
+ * ("caps_size" too small), -E2BIG ("caps_size" above 4096), -ENOTTY (not a TDX VM / not an Intel host), -EIO.
  *
  * # Safety
  * "caps" must have "caps_size" writable bytes; "nent" readable and writable; "entries" room

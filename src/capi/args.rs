@@ -11,17 +11,19 @@ use std::os::fd::BorrowedFd;
 use crate::errno::Errno;
 use crate::fwerr::{self, Stage};
 use crate::helpers::{Error, Result};
+use crate::host;
 use crate::vendor::Vendor;
 
 /// The largest argument-struct size accepted (a page, as the kernel's `copy_struct_from_user`
 /// users cap it): beyond it, `-E2BIG`.
 pub(crate) const ARGS_SIZE_MAX: usize = 4096;
 
-/// A C argument struct read with [`copy_struct_from_user`].
+/// A C struct passed with its size (read with [`copy_struct_from_user`], written with
+/// [`copy_struct_to_user`]).
 ///
 /// # Safety
-/// Implementors are `#[repr(C)]` plain data for which every bit pattern, including all zeroes,
-/// is valid (integers, byte arrays, raw pointers).
+/// Implementors are `#[repr(C)]` plain data without padding for which every bit pattern,
+/// including all zeroes, is valid (integers, byte arrays, raw pointers).
 pub(crate) unsafe trait ArgsStruct: Copy {
     /// The size of the first published version: smaller sizes are refused with `-EINVAL`.
     const SIZE_VER0: usize;
@@ -44,33 +46,66 @@ pub(crate) unsafe fn copy_struct_from_user<T: ArgsStruct>(
     if src.is_null() {
         return Err(Errno(libc::EFAULT));
     }
+    let bytes = src.cast::<u8>();
+    read_struct(size, |offset, out| {
+        // SAFETY: read_struct asks only for bytes below `size` (checked against
+        // ARGS_SIZE_MAX first), which the caller guarantees are readable.
+        unsafe { ptr::copy_nonoverlapping(bytes.add(offset), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    })
+}
+
+/// [`copy_struct_from_user`] for exports that model the kernel (the simulated host's): the
+/// bytes are read with [`host::read_user`], so an unreadable `src` is `-EFAULT`, not a crash.
+pub(crate) fn copy_struct_from_user_fault_safe<T: ArgsStruct>(
+    src: *const T,
+    size: usize,
+) -> core::result::Result<T, Errno> {
+    if src.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    let addr = src as u64;
+    read_struct(size, |offset, out| {
+        host::read_user(addr.wrapping_add(offset as u64), out).ok_or(Errno(libc::EFAULT))
+    })
+}
+
+/// The rules of [`copy_struct_from_user`], with the caller's bytes fetched by `read(offset,
+/// out)`: the known prefix straight into the value, the unknown tail in chunks that must be zero.
+fn read_struct<T: ArgsStruct>(
+    size: usize,
+    mut read: impl FnMut(usize, &mut [u8]) -> core::result::Result<(), Errno>,
+) -> core::result::Result<T, Errno> {
     if size < T::SIZE_VER0 {
         return Err(Errno(libc::EINVAL));
     }
     if size > ARGS_SIZE_MAX {
         return Err(Errno(libc::E2BIG));
     }
-    let bytes = src.cast::<u8>();
     let known = size_of::<T>();
-    if size > known {
-        // SAFETY: the caller guarantees `size` readable bytes at `src`.
-        let tail = unsafe { core::slice::from_raw_parts(bytes.add(known), size - known) };
-        if tail.iter().any(|&b| b != 0) {
+    let mut offset = known;
+    let mut chunk = [0u8; 64];
+    while offset < size {
+        let n = (size - offset).min(chunk.len());
+        read(offset, &mut chunk[..n])?;
+        if chunk[..n].iter().any(|&b| b != 0) {
             return Err(Errno(libc::E2BIG));
         }
+        offset += n;
     }
     let mut out = MaybeUninit::<T>::zeroed();
-    // SAFETY: min(size, known) bytes are readable at `src` and writable in `out`; `out` is
-    // all-zero and T accepts any bytes (ArgsStruct), so it is fully initialised afterwards.
-    unsafe {
-        ptr::copy_nonoverlapping(bytes, out.as_mut_ptr().cast::<u8>(), size.min(known));
-        Ok(out.assume_init())
-    }
+    // SAFETY: `out` is `known` zeroed (so initialised) bytes, borrowed only for this read.
+    let prefix = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), known) };
+    read(0, &mut prefix[..size.min(known)])?;
+    // SAFETY: all bytes are initialised (zeroed, then overwritten) and T accepts any bytes
+    // (ArgsStruct).
+    Ok(unsafe { out.assume_init() })
 }
 
 /// Writes an extensible output struct into `size` bytes at `dst`, as the kernel's
 /// `copy_struct_to_user()` does: an older caller gets the first `size` bytes, a newer one gets
-/// the struct followed by zeroes. `-EFAULT` for NULL, `-EINVAL` below the first version.
+/// the struct followed by zeroes. Exactly `size` bytes are written. Fails as
+/// [`check_struct_out`].
 ///
 /// # Safety
 /// `dst` must be NULL or point to `size` writable bytes (any alignment).
@@ -82,7 +117,8 @@ pub(crate) unsafe fn copy_struct_to_user<T: ArgsStruct>(
     check_struct_out::<T>(dst, size)?;
     let known = size_of::<T>();
     let bytes = dst.cast::<u8>();
-    // SAFETY: `size` writable bytes at `dst` (caller); `value` has `known` readable bytes.
+    // SAFETY: `size` writable bytes at `dst` (caller); `value` has `known` initialised bytes
+    // (ArgsStruct: no padding).
     unsafe {
         ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), bytes, size.min(known));
         if size > known {
@@ -92,15 +128,18 @@ pub(crate) unsafe fn copy_struct_to_user<T: ArgsStruct>(
     Ok(())
 }
 
-/// The checks of [`copy_struct_to_user`], for use before any ioctl.
+/// The checks of [`copy_struct_to_user`], for use before any ioctl: `-EFAULT` for NULL,
+/// `-EINVAL` below the first version, `-E2BIG` above [`ARGS_SIZE_MAX`].
 pub(crate) fn check_struct_out<T: ArgsStruct>(
     dst: *mut T,
     size: usize,
 ) -> core::result::Result<(), Errno> {
     if dst.is_null() {
         Err(Errno(libc::EFAULT))
-    } else if size < T::SIZE_VER0 || size > ARGS_SIZE_MAX {
+    } else if size < T::SIZE_VER0 {
         Err(Errno(libc::EINVAL))
+    } else if size > ARGS_SIZE_MAX {
+        Err(Errno(libc::E2BIG))
     } else {
         Ok(())
     }
@@ -382,6 +421,112 @@ mod tests {
         // SAFETY: NULL is refused.
         let r = unsafe { copy_struct_to_user::<T2>(ptr::null_mut(), 16, &v) };
         assert_eq!(r, Err(Errno(libc::EFAULT)));
+    }
+
+    #[test]
+    fn fault_safe_reads_follow_the_same_rules() {
+        let raw = [7u8; 16];
+        let read = |p: *const T2, size| copy_struct_from_user_fault_safe::<T2>(p, size);
+        let direct = |size| {
+            // SAFETY: 16 readable bytes and size <= 16 here.
+            unsafe { copy_struct_from_user::<T2>(raw.as_ptr().cast(), size) }
+        };
+        for size in [0, 7, 8, 10, 16] {
+            assert_eq!(read(raw.as_ptr().cast(), size), direct(size), "size {size}");
+        }
+        assert_eq!(read(ptr::null(), 16), Err(Errno(libc::EFAULT)));
+        // Unreadable memory is EFAULT, in the prefix and in the tail.
+        assert_eq!(read(ptr::dangling(), 16), Err(Errno(libc::EFAULT)));
+        // SAFETY: a fresh anonymous mapping of two pages, the second made inaccessible.
+        let page = unsafe {
+            let p = libc::mmap(
+                ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(
+                libc::mprotect(p.cast::<u8>().add(4096).cast(), 4096, libc::PROT_NONE),
+                0
+            );
+            p.cast::<u8>()
+        };
+        // SAFETY: 16 bytes before the guard page, inside the mapping.
+        let last = unsafe { page.add(4096 - 16) }.cast::<T2>();
+        assert!(read(last, 16).is_ok());
+        assert_eq!(
+            read(last, 32),
+            Err(Errno(libc::EFAULT)),
+            "tail in the guard page"
+        );
+        // SAFETY: unmaps the mapping made above.
+        assert_eq!(unsafe { libc::munmap(page.cast(), 8192) }, 0);
+        assert_eq!(read(raw.as_ptr().cast(), 4097), Err(Errno(libc::E2BIG)));
+    }
+
+    /// The probe's growing struct: a round trip through a larger caller struct, and the prefix
+    /// an older (smaller) caller struct sees.
+    #[test]
+    fn caps_round_trip_and_prefix() {
+        use crate::probe::{mem_enc_cap, mem_enc_caps};
+        let caps = mem_enc_caps {
+            size: 192,
+            vm_types: mem_enc_cap::known(0x21),
+            memory_attributes: mem_enc_cap::known(8),
+            ..Default::default()
+        };
+        // Larger: prefix plus zero tail, exactly `size` bytes written.
+        let mut big = [0xAAu8; 256];
+        // SAFETY: 200 of the 256 bytes are writable.
+        let r = unsafe { copy_struct_to_user(big.as_mut_ptr().cast::<mem_enc_caps>(), 200, &caps) };
+        assert_eq!(r, Ok(()));
+        assert!(big[192..200].iter().all(|&b| b == 0));
+        assert!(big[200..].iter().all(|&b| b == 0xAA));
+        // SAFETY: 200 readable bytes with a zero tail.
+        let back = unsafe { copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 200) };
+        assert_eq!(back, Ok(caps));
+        // A non-zero tail is refused.
+        big[199] = 1;
+        // SAFETY: as above.
+        let r = unsafe { copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 200) };
+        assert_eq!(r, Err(Errno(libc::E2BIG)));
+        // Smaller than VER0, NULL, too large.
+        // SAFETY: refused before any read.
+        unsafe {
+            assert_eq!(
+                copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 191),
+                Err(Errno(libc::EINVAL))
+            );
+            assert_eq!(
+                copy_struct_from_user::<mem_enc_caps>(ptr::null(), 192),
+                Err(Errno(libc::EFAULT))
+            );
+            assert_eq!(
+                copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 5000),
+                Err(Errno(libc::E2BIG))
+            );
+        }
+        // SAFETY: refused before any write.
+        let r =
+            unsafe { copy_struct_to_user(big.as_mut_ptr().cast::<mem_enc_caps>(), 5000, &caps) };
+        assert_eq!(r, Err(Errno(libc::E2BIG)));
+        // Below the first version nothing is written.
+        let mut small = [0u8; 256];
+        // SAFETY: refused before any write.
+        let r =
+            unsafe { copy_struct_to_user(small.as_mut_ptr().cast::<mem_enc_caps>(), 48, &caps) };
+        assert_eq!(r, Err(Errno(libc::EINVAL)));
+        assert!(small.iter().all(|&b| b == 0));
+        // What an older, 48-byte caller struct holds reads back with the rest zero.
+        small[..48].copy_from_slice(&big[..48]);
+        // SAFETY: 192 readable bytes.
+        let prefix =
+            unsafe { copy_struct_from_user::<mem_enc_caps>(small.as_ptr().cast(), 192) }.unwrap();
+        assert_eq!(prefix.vm_types, caps.vm_types);
+        assert_eq!(prefix.memory_attributes, mem_enc_cap::default());
     }
 
     #[test]

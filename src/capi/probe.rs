@@ -1,10 +1,11 @@
-//! C exports of the host probe and of negotiation, and the two growing-struct copies they use
-//! (the kernel's `copy_struct_from_user` / `copy_struct_to_user` rules).
+//! C exports of the host probe and of negotiation. Their growing structs are copied with the
+//! kernel's `copy_struct_from_user` / `copy_struct_to_user` rules (src/capi/args.rs), except that
+//! a NULL struct pointer is `-EINVAL` here, as these exports have always documented.
 
 use core::ffi::{c_char, c_int};
-use core::mem::size_of;
 use core::ptr;
 
+use super::args::{ArgsStruct, check_struct_out, copy_struct_from_user, copy_struct_to_user};
 use super::boundary;
 use crate::errno::Errno;
 use crate::negotiate::{
@@ -13,65 +14,20 @@ use crate::negotiate::{
 };
 use crate::probe::{self, MEM_ENC_CAPS_SIZE_MAX, MEM_ENC_CAPS_SIZE_VER0, mem_enc_caps};
 
-/// Marker for the `#[repr(C)]` structs copied byte for byte across the boundary: plain data
-/// without padding, valid for every bit pattern, so a prefix or a zero tail is a valid value.
-///
-/// # Safety
-/// Implement only for such types.
-pub(crate) unsafe trait Plain: Copy + Default {}
-// SAFETY: all four are repr(C) structs of u32/i32/u64 fields laid out without padding
-// (size asserts in their modules).
-unsafe impl Plain for mem_enc_caps {}
-// SAFETY: as above.
-unsafe impl Plain for mem_enc_launch_request {}
-// SAFETY: as above.
-unsafe impl Plain for mem_enc_launch_settings {}
-
-/// Reads a growing struct the caller passed with its size: a smaller one is the prefix (the
-/// rest stays zero); a larger one must have an all-zero tail (fields this library does not
-/// know), else `-E2BIG`. Sizes below `ver0` give `-EINVAL`, above `max` `-E2BIG`.
-///
-/// # Safety
-/// `src` must be valid for reading `size` bytes (checked non-NULL here).
-pub(crate) unsafe fn copy_struct_from_user<T: Plain>(
-    src: *const T,
-    size: usize,
-    ver0: usize,
-    max: usize,
-) -> Result<T, Errno> {
-    if src.is_null() || size < ver0 {
-        return Err(Errno(libc::EINVAL));
-    }
-    if size > max {
-        return Err(Errno(libc::E2BIG));
-    }
-    // SAFETY: the caller guarantees `size` readable bytes at `src`.
-    let bytes = unsafe { core::slice::from_raw_parts(src.cast::<u8>(), size) };
-    let known = size.min(size_of::<T>());
-    if bytes[known..].iter().any(|&b| b != 0) {
-        return Err(Errno(libc::E2BIG));
-    }
-    let mut value = T::default();
-    // SAFETY: T is Plain (any bytes are valid); `known` <= size_of::<T>() and <= size.
-    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), (&mut value as *mut T).cast(), known) };
-    Ok(value)
+// SAFETY: all three are repr(C) structs of u32/i32/u64 fields laid out without padding (size
+// asserts in their modules).
+unsafe impl ArgsStruct for mem_enc_caps {
+    const SIZE_VER0: usize = MEM_ENC_CAPS_SIZE_VER0 as usize;
 }
-
-/// Writes a growing struct into the caller's `size` bytes: a smaller caller struct gets the
-/// prefix, a larger one gets a zeroed tail. Touches exactly `size` bytes.
-///
-/// # Safety
-/// `dst` must be valid for writing `size` bytes.
-pub(crate) unsafe fn copy_struct_to_user<T: Plain>(dst: *mut T, size: usize, value: &T) {
-    let known = size.min(size_of::<T>());
-    let dst = dst.cast::<u8>();
-    // SAFETY: `value` has size_of::<T>() initialised bytes (Plain: no padding); the caller
-    // guarantees `size` writable bytes at `dst`, and known <= size.
-    unsafe {
-        ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), dst, known);
-        ptr::write_bytes(dst.add(known), 0, size - known);
-    }
+// SAFETY: as above.
+unsafe impl ArgsStruct for mem_enc_launch_request {
+    const SIZE_VER0: usize = MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize;
 }
+// SAFETY: as above.
+unsafe impl ArgsStruct for mem_enc_launch_settings {
+    const SIZE_VER0: usize = MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 as usize;
+}
+const _: () = assert!(MEM_ENC_CAPS_SIZE_MAX as usize == super::args::ARGS_SIZE_MAX);
 
 /// Copies `msg` into `buf` (`len` bytes), truncated on a UTF-8 boundary and NUL-terminated.
 ///
@@ -128,24 +84,17 @@ pub unsafe extern "C" fn mem_enc_probe(
     caps_size: usize,
 ) -> c_int {
     boundary(|| {
-        if caps.is_null() || caps_size < MEM_ENC_CAPS_SIZE_VER0 as usize {
+        if caps.is_null() {
             return -libc::EINVAL;
         }
-        if caps_size > MEM_ENC_CAPS_SIZE_MAX as usize {
-            return -libc::E2BIG;
-        }
-        let result = match kvm_fd {
+        let result = check_struct_out(caps, caps_size).and_then(|()| match kvm_fd {
             -1 => probe::probe_default(),
             fd => probe::probe_fd(fd),
-        };
-        match result {
-            Ok(answer) => {
-                // SAFETY: the caller guarantees `caps_size` writable bytes at `caps`.
-                unsafe { copy_struct_to_user(caps, caps_size, &answer) };
-                0
-            }
-            Err(e) => e.negated(),
-        }
+        });
+        // SAFETY: the caller guarantees `caps_size` writable bytes at `caps` (size checked).
+        let written =
+            result.and_then(|answer| unsafe { copy_struct_to_user(caps, caps_size, &answer) });
+        super::status(written)
     })
 }
 
@@ -168,14 +117,7 @@ unsafe fn caps_from(caps: *const mem_enc_caps, caps_size: usize) -> Result<mem_e
         return probe::probe_default();
     }
     // SAFETY: forwarded from the caller.
-    unsafe {
-        copy_struct_from_user(
-            caps,
-            caps_size,
-            MEM_ENC_CAPS_SIZE_VER0 as usize,
-            MEM_ENC_CAPS_SIZE_MAX as usize,
-        )
-    }
+    unsafe { copy_struct_from_user(caps, caps_size) }
 }
 
 /// One negotiation level's answer as the C result struct.
@@ -427,32 +369,24 @@ pub unsafe extern "C" fn mem_enc_negotiate_launch(
     msg_len: usize,
 ) -> c_int {
     boundary(|| {
-        const MAX: usize = MEM_ENC_CAPS_SIZE_MAX as usize;
-        if out.is_null() || out_size < MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 as usize {
+        if out.is_null() || req.is_null() {
             return -libc::EINVAL;
         }
-        if out_size > MAX {
-            return -libc::E2BIG;
-        }
-        // SAFETY: forwarded from the caller.
-        let request = unsafe {
-            copy_struct_from_user(
-                req,
-                req_size,
-                MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize,
-                MAX,
-            )
-        };
-        // SAFETY: forwarded from the caller.
-        let inputs = request.and_then(|r| unsafe { caps_from(caps, caps_size) }.map(|c| (c, r)));
+        let inputs = check_struct_out(out, out_size).and_then(|()| {
+            // SAFETY: forwarded from the caller.
+            let request = unsafe { copy_struct_from_user(req, req_size) }?;
+            // SAFETY: forwarded from the caller.
+            Ok((unsafe { caps_from(caps, caps_size) }?, request))
+        });
         let (caps, request) = match inputs {
             Ok(v) => v,
             Err(e) => return e.negated(),
         };
         let (ret, message) = match negotiate::launch(&caps, &request) {
             Ok((settings, note)) => {
-                // SAFETY: the caller guarantees `out_size` writable bytes at `out`.
-                unsafe { copy_struct_to_user(out, out_size, &settings) };
+                // SAFETY: the caller guarantees `out_size` writable bytes at `out` (checked
+                // above, so this cannot fail).
+                let _ = unsafe { copy_struct_to_user(out, out_size, &settings) };
                 (0, note)
             }
             Err(r) => (r.errno.negated(), r.message),
@@ -466,58 +400,6 @@ pub unsafe extern "C" fn mem_enc_negotiate_launch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::mem_enc_cap;
-
-    #[test]
-    fn struct_copies_follow_the_kernel_rules() {
-        let caps = mem_enc_caps {
-            size: MEM_ENC_CAPS_SIZE_VER0,
-            vm_types: mem_enc_cap::known(0x21),
-            memory_attributes: mem_enc_cap::known(8),
-            ..Default::default()
-        };
-        // Larger: prefix plus zero tail, exactly `size` bytes written.
-        let mut big = [0xAAu8; 256];
-        // SAFETY: 200 of the 256 bytes are writable.
-        unsafe { copy_struct_to_user(big.as_mut_ptr().cast::<mem_enc_caps>(), 200, &caps) };
-        assert!(big[192..200].iter().all(|&b| b == 0));
-        assert!(big[200..].iter().all(|&b| b == 0xAA));
-        // SAFETY: 200 readable bytes with a zero tail.
-        let back = unsafe { copy_struct_from_user(big.as_ptr().cast(), 200, 192, 4096) };
-        assert_eq!(back, Ok(caps));
-        // A non-zero tail is refused.
-        big[199] = 1;
-        // SAFETY: as above.
-        let r =
-            unsafe { copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 200, 192, 4096) };
-        assert_eq!(r, Err(Errno(libc::E2BIG)));
-        // Smaller than VER0, NULL, too large.
-        // SAFETY: sizes are rejected before any read.
-        unsafe {
-            assert_eq!(
-                copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 191, 192, 4096),
-                Err(Errno(libc::EINVAL))
-            );
-            assert_eq!(
-                copy_struct_from_user::<mem_enc_caps>(ptr::null(), 192, 192, 4096),
-                Err(Errno(libc::EINVAL))
-            );
-            assert_eq!(
-                copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 5000, 192, 4096),
-                Err(Errno(libc::E2BIG))
-            );
-        }
-        // A smaller struct (a hypothetical older version) is a prefix; the rest reads as zero.
-        let mut small = [0u8; 48];
-        // SAFETY: 48 writable bytes.
-        unsafe { copy_struct_to_user(small.as_mut_ptr().cast::<mem_enc_caps>(), 48, &caps) };
-        // SAFETY: 48 readable bytes; ver0 lowered to model an older, smaller struct.
-        let prefix =
-            unsafe { copy_struct_from_user::<mem_enc_caps>(small.as_ptr().cast(), 48, 48, 4096) }
-                .unwrap();
-        assert_eq!(prefix.vm_types, caps.vm_types);
-        assert_eq!(prefix.memory_attributes, mem_enc_cap::default());
-    }
 
     #[test]
     fn messages_are_truncated_on_character_boundaries() {

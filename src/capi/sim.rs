@@ -4,6 +4,7 @@
 use core::ffi::{CStr, c_char, c_int};
 use core::mem::size_of;
 
+use super::args::{ArgsStruct, copy_struct_from_user_fault_safe};
 use super::boundary;
 use crate::errno::Errno;
 use crate::host;
@@ -48,6 +49,11 @@ pub struct mem_enc_sim_fault {
     pub count: u32,
     /// PROGRESS: pages done before stopping (at least 1); FW_STATUS: the status (non-zero).
     pub value: u64,
+}
+// SAFETY: a repr(C) struct of integers without padding (size assert below).
+unsafe impl ArgsStruct for mem_enc_sim_fault {
+    /// Only `kind` is needed: the other fields default to zero.
+    const SIZE_VER0: usize = 4;
 }
 
 /// # Safety
@@ -222,8 +228,9 @@ pub unsafe extern "C" fn mem_enc_sim_launch_digest(
 ///
 /// Returns: 0, or:
 ///  -EBADF   vm_fd is not a simulated VM
-///  -EINVAL  fault is NULL, an unknown kind, PROGRESS of 0 pages, FW_STATUS of 0
-///  -E2BIG   fault_size is larger than memenc knows and the extra bytes are not zero
+///  -EINVAL  fault is NULL, fault_size < 4, an unknown kind, PROGRESS of 0 pages, FW_STATUS of 0
+///  -E2BIG   fault_size is larger than memenc knows and the extra bytes are not zero, or
+///           above 4096
 ///  -EFAULT  fault is not readable
 ///
 /// # Safety
@@ -239,7 +246,7 @@ pub unsafe extern "C" fn mem_enc_sim_inject(
         if fault.is_null() {
             return -libc::EINVAL;
         }
-        let f = match read_sized(fault as u64, fault_size) {
+        let f = match copy_struct_from_user_fault_safe(fault, fault_size) {
             Ok(f) => f,
             Err(e) => return e.negated(),
         };
@@ -252,35 +259,6 @@ pub unsafe extern "C" fn mem_enc_sim_inject(
             _ => return -libc::EINVAL,
         };
         super::status(sim::inject(vm_fd, effect, f.cmd_id, f.nth, f.count))
-    })
-}
-
-/// `copy_struct_from_user` for `mem_enc_sim_fault`: a smaller struct is zero-filled, a larger
-/// one's tail must be zero.
-fn read_sized(addr: u64, size: usize) -> Result<mem_enc_sim_fault, Errno> {
-    let mut bytes = [0u8; size_of::<mem_enc_sim_fault>()];
-    let known = size.min(bytes.len());
-    host::read_user(addr, &mut bytes[..known]).ok_or(Errno(libc::EFAULT))?;
-    let mut offset = known;
-    let mut chunk = [0u8; 64];
-    while offset < size {
-        let n = (size - offset).min(chunk.len());
-        host::read_user(addr + offset as u64, &mut chunk[..n]).ok_or(Errno(libc::EFAULT))?;
-        if chunk[..n].iter().any(|&b| b != 0) {
-            return Err(Errno(libc::E2BIG));
-        }
-        offset += n;
-    }
-    let u32_at =
-        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-    let mut value = [0u8; 8];
-    value.copy_from_slice(&bytes[16..24]);
-    Ok(mem_enc_sim_fault {
-        kind: u32_at(0),
-        cmd_id: u32_at(4),
-        nth: u32_at(8),
-        count: u32_at(12),
-        value: u64::from_le_bytes(value),
     })
 }
 

@@ -174,7 +174,7 @@ unsafe fn put_entries(
 ///  "hw_error"   - optional SEAMCALL status (always 0 here).
 ///
 /// Returns: 0, or -ENOSPC ("*nent" = needed; nothing else written), -EFAULT, -EINVAL
-/// ("caps_size" too small), -ENOTTY (not a TDX VM / not an Intel host), -EIO.
+/// ("caps_size" too small), -E2BIG ("caps_size" above 4096), -ENOTTY (not a TDX VM / not an Intel host), -EIO.
 ///
 /// # Safety
 /// "caps" must have "caps_size" writable bytes; "nent" readable and writable; "entries" room
