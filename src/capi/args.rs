@@ -248,6 +248,23 @@ impl Cmd {
         Ok(cap)
     }
 
+    /// After a length query: `Ok` when every needed length fits the caller's capacity (each
+    /// entry is `(len, capacity, needed)`); otherwise every `*len` is set to what is needed and
+    /// the result is [`Cmd::nospace`].
+    ///
+    /// # Safety
+    /// Every `len` must be writable (checked non-NULL by [`Cmd::capacity`]).
+    pub unsafe fn room<L: Copy + PartialOrd>(self, lens: &[(*mut L, L, L)]) -> Result<()> {
+        if lens.iter().all(|&(_, cap, needed)| needed <= cap) {
+            return Ok(());
+        }
+        for &(len, _, needed) in lens {
+            // SAFETY: writable (contract).
+            unsafe { put(len, needed) };
+        }
+        Err(self.nospace())
+    }
+
     /// `-ENOSPC` after a length query: memenc refused to fetch into a buffer too small for
     /// the length the kernel reported (the query itself succeeded: status 0).
     pub fn nospace(self) -> Error {
@@ -282,6 +299,24 @@ pub(crate) unsafe fn put_blob(buf: *mut u8, len: *mut usize, data: &[u8]) {
     }
     // SAFETY: as above.
     unsafe { put(len, data.len()) };
+}
+
+/// Writes how far a partial-progress command got into an optional out-pointer: on success
+/// `done` (the end of the range), after a failed ioctl the point the kernel reached, nothing
+/// when memenc refused the call before issuing it.
+///
+/// # Safety
+/// `p` must be NULL or writable.
+pub(crate) unsafe fn put_reached<T>(p: *mut u64, r: &Result<T>, done: Option<u64>) {
+    let reached = match r {
+        Ok(_) => done,
+        Err(e) if e.status.is_some() => e.reached,
+        Err(_) => None,
+    };
+    if let Some(v) = reached {
+        // SAFETY: NULL or writable (contract).
+        unsafe { put(p, v) };
+    }
 }
 
 /// Where a helper's firmware status goes: SEV's 32-bit `fw_error` or TDX's 64-bit `hw_error`.
@@ -325,6 +360,23 @@ pub(crate) unsafe fn finish<T>(status: Status, r: Result<T>, outputs: impl FnOnc
             e.errno.negated()
         }
     }
+}
+
+/// The body of an export whose only input is a descriptor (plus immediates the caller
+/// captures in `helper`): borrow it, run `helper`, finish. Called inside the export's
+/// [`super::boundary`].
+///
+/// # Safety
+/// The pointer in `status` must be NULL or writable.
+pub(crate) unsafe fn fd_only(
+    c: Cmd,
+    fd: c_int,
+    status: Status,
+    helper: impl FnOnce(BorrowedFd<'_>) -> Result<()>,
+) -> c_int {
+    let r = c.fd(fd).and_then(helper);
+    // SAFETY: forwarded contract.
+    unsafe { finish(status, r, |()| {}) }
 }
 
 #[cfg(test)]

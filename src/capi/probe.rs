@@ -161,6 +161,27 @@ unsafe fn level(
     ret
 }
 
+/// A level-2 negotiation of `required` and `optional` bits (`negotiate` is one of
+/// `negotiate::{snp_policy, tdx_attributes, tdx_xfam}`).
+///
+/// # Safety
+/// As [`level`].
+unsafe fn bits(
+    caps: *const mem_enc_caps,
+    caps_size: usize,
+    required: u64,
+    optional: u64,
+    out: *mut mem_enc_negotiation,
+    negotiate: fn(&mem_enc_caps, u64, u64) -> Result<Grant, Refusal>,
+) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        level(caps, caps_size, out, |c| {
+            negotiation_of(&negotiate(c, required, optional))
+        })
+    }
+}
+
 /// Negotiation, level 1: the best confidential VM type among those the caller accepts that
 /// this host can create (SNP > SEV-ES > SEV on AMD; TDX on Intel), and how to initialise it:
 /// KVM_SEV_INIT2, or on kernels without INIT2 the legacy KVM_SEV_INIT / KVM_SEV_ES_INIT on a
@@ -273,13 +294,16 @@ pub unsafe extern "C" fn mem_enc_negotiate_snp_policy(
     optional: u64,
     out: *mut mem_enc_negotiation,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            level(caps, caps_size, out, |c| {
-                negotiation_of(&negotiate::snp_policy(c, required, optional))
-            })
-        }
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        bits(
+            caps,
+            caps_size,
+            required,
+            optional,
+            out,
+            negotiate::snp_policy,
+        )
     })
 }
 
@@ -299,13 +323,16 @@ pub unsafe extern "C" fn mem_enc_negotiate_tdx_attributes(
     optional: u64,
     out: *mut mem_enc_negotiation,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            level(caps, caps_size, out, |c| {
-                negotiation_of(&negotiate::tdx_attributes(c, required, optional))
-            })
-        }
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        bits(
+            caps,
+            caps_size,
+            required,
+            optional,
+            out,
+            negotiate::tdx_attributes,
+        )
     })
 }
 
@@ -324,13 +351,16 @@ pub unsafe extern "C" fn mem_enc_negotiate_tdx_xfam(
     optional: u64,
     out: *mut mem_enc_negotiation,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            level(caps, caps_size, out, |c| {
-                negotiation_of(&negotiate::tdx_xfam(c, required, optional))
-            })
-        }
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        bits(
+            caps,
+            caps_size,
+            required,
+            optional,
+            out,
+            negotiate::tdx_xfam,
+        )
     })
 }
 

@@ -8,9 +8,11 @@
 //! are borrowed.
 
 use core::ffi::{c_int, c_void};
+use std::os::fd::BorrowedFd;
 
-use super::args::{ArgsStruct, Cmd, Status, finish, put, put_blob};
+use super::args::{ArgsStruct, Cmd, Status, fd_only, finish, put, put_blob};
 use super::boundary;
+use crate::helpers::Result;
 use crate::helpers::sev::{self, Init2, Packet, SendStart, Start};
 use crate::uapi::sev_id as id;
 use crate::vendor::Vendor;
@@ -130,9 +132,8 @@ unsafe impl ArgsStruct for mem_enc_sev_send_start_args {
 #[must_use]
 pub unsafe extern "C" fn mem_enc_sev_init(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::INIT).fd(vm_fd).and_then(sev::init);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe { fd_only(cmd(id::INIT), vm_fd, Status::Sev(fw_error), sev::init) }
     })
 }
 
@@ -149,9 +150,8 @@ pub unsafe extern "C" fn mem_enc_sev_init(vm_fd: c_int, fw_error: *mut u32) -> c
 #[must_use]
 pub unsafe extern "C" fn mem_enc_sev_es_init(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::ES_INIT).fd(vm_fd).and_then(sev::es_init);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe { fd_only(cmd(id::ES_INIT), vm_fd, Status::Sev(fw_error), sev::es_init) }
     })
 }
 
@@ -200,25 +200,40 @@ pub unsafe extern "C" fn mem_enc_sev_init2(
     })
 }
 
-/// Reads a `mem_enc_sev_start_args` into the Rust form.
+/// The body of `mem_enc_sev_launch_start()` and `mem_enc_sev_receive_start()`: the same
+/// arguments for command `id`, run by `helper`.
 ///
 /// # Safety
 /// As `mem_enc_sev_launch_start()`.
-unsafe fn start_args<'a>(
-    c: Cmd,
+#[allow(clippy::too_many_arguments)]
+unsafe fn start(
+    id: u32,
+    helper: fn(BorrowedFd<'_>, BorrowedFd<'_>, &Start<'_>) -> Result<u32>,
+    vm_fd: c_int,
+    sev_fd: c_int,
     args: *const mem_enc_sev_start_args,
-    size: usize,
-) -> crate::helpers::Result<Start<'a>> {
-    // SAFETY: forwarded contract.
-    let a = unsafe { c.args(args, size) }?;
-    Ok(Start {
-        handle: a.handle,
-        policy: a.policy,
-        // SAFETY: forwarded contract: the blobs are readable for the call.
-        cert: unsafe { c.blob(a.cert, a.cert_len) }?,
-        // SAFETY: as above.
-        session: unsafe { c.blob(a.session, a.session_len) }?,
-    })
+    args_size: usize,
+    handle: *mut u32,
+    fw_error: *mut u32,
+) -> c_int {
+    let c = cmd(id);
+    let r = (|| {
+        let (vm, sev_dev) = (c.fd(vm_fd)?, c.fd(sev_fd)?);
+        // SAFETY: "args_size" readable bytes at "args" (contract).
+        let a = unsafe { c.args(args, args_size) }?;
+        // SAFETY: the blobs are readable for their lengths (contract).
+        let p = unsafe {
+            Start {
+                handle: a.handle,
+                policy: a.policy,
+                cert: c.blob(a.cert, a.cert_len)?,
+                session: c.blob(a.session, a.session_len)?,
+            }
+        };
+        helper(vm, sev_dev, &p)
+    })();
+    // SAFETY: out-pointers are NULL or writable (contract).
+    unsafe { finish(Status::Sev(fw_error), r, |h| put(handle, h)) }
 }
 
 /// KVM_SEV_LAUNCH_START: starts the launch and binds the guest's ASID.
@@ -249,15 +264,19 @@ pub unsafe extern "C" fn mem_enc_sev_launch_start(
     fw_error: *mut u32,
 ) -> c_int {
     boundary(|| {
-        let c = cmd(id::LAUNCH_START);
-        let r = (|| {
-            let (vm, sev_dev) = (c.fd(vm_fd)?, c.fd(sev_fd)?);
-            // SAFETY: forwarded contract.
-            let p = unsafe { start_args(c, args, args_size) }?;
-            sev::launch_start(vm, sev_dev, &p)
-        })();
-        // SAFETY: out-pointers are NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |h| put(handle, h)) }
+        // SAFETY: forwarded contract.
+        unsafe {
+            start(
+                id::LAUNCH_START,
+                sev::launch_start,
+                vm_fd,
+                sev_fd,
+                args,
+                args_size,
+                handle,
+                fw_error,
+            )
+        }
     })
 }
 
@@ -281,15 +300,19 @@ pub unsafe extern "C" fn mem_enc_sev_receive_start(
     fw_error: *mut u32,
 ) -> c_int {
     boundary(|| {
-        let c = cmd(id::RECEIVE_START);
-        let r = (|| {
-            let (vm, sev_dev) = (c.fd(vm_fd)?, c.fd(sev_fd)?);
-            // SAFETY: forwarded contract.
-            let p = unsafe { start_args(c, args, args_size) }?;
-            sev::receive_start(vm, sev_dev, &p)
-        })();
-        // SAFETY: out-pointers are NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |h| put(handle, h)) }
+        // SAFETY: forwarded contract.
+        unsafe {
+            start(
+                id::RECEIVE_START,
+                sev::receive_start,
+                vm_fd,
+                sev_fd,
+                args,
+                args_size,
+                handle,
+                fw_error,
+            )
+        }
     })
 }
 
@@ -315,11 +338,15 @@ pub unsafe extern "C" fn mem_enc_sev_launch_update_data(
     fw_error: *mut u32,
 ) -> c_int {
     boundary(|| {
-        let r = cmd(id::LAUNCH_UPDATE_DATA)
-            .fd(vm_fd)
-            .and_then(|fd| sev::launch_update_data(fd, addr as u64, len));
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::LAUNCH_UPDATE_DATA),
+                vm_fd,
+                Status::Sev(fw_error),
+                |fd| sev::launch_update_data(fd, addr as u64, len),
+            )
+        }
     })
 }
 
@@ -337,33 +364,49 @@ pub unsafe extern "C" fn mem_enc_sev_launch_update_data(
 #[must_use]
 pub unsafe extern "C" fn mem_enc_sev_launch_update_vmsa(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::LAUNCH_UPDATE_VMSA)
-            .fd(vm_fd)
-            .and_then(sev::launch_update_vmsa);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::LAUNCH_UPDATE_VMSA),
+                vm_fd,
+                Status::Sev(fw_error),
+                sev::launch_update_vmsa,
+            )
+        }
     })
 }
 
-/// Reads a `mem_enc_sev_packet_args` into the Rust form.
+/// The body of `mem_enc_sev_launch_secret()` and `mem_enc_sev_receive_update_data()`: the
+/// same arguments for command `id`, run by `helper`.
 ///
 /// # Safety
 /// As `mem_enc_sev_launch_secret()`.
-unsafe fn packet_args<'a>(
-    c: Cmd,
+unsafe fn packet(
+    id: u32,
+    helper: fn(BorrowedFd<'_>, &Packet<'_>) -> Result<()>,
+    vm_fd: c_int,
     args: *const mem_enc_sev_packet_args,
-    size: usize,
-) -> crate::helpers::Result<Packet<'a>> {
-    // SAFETY: forwarded contract.
-    let a = unsafe { c.args(args, size) }?;
-    Ok(Packet {
-        // SAFETY: forwarded contract: the blobs are readable for the call.
-        hdr: unsafe { c.blob(a.hdr, a.hdr_len) }?,
-        guest_uaddr: a.guest as u64,
-        guest_len: a.guest_len,
-        // SAFETY: as above.
-        trans: unsafe { c.blob(a.trans, a.trans_len) }?,
-    })
+    args_size: usize,
+    fw_error: *mut u32,
+) -> c_int {
+    let c = cmd(id);
+    let r = (|| {
+        let fd = c.fd(vm_fd)?;
+        // SAFETY: "args_size" readable bytes at "args" (contract).
+        let a = unsafe { c.args(args, args_size) }?;
+        // SAFETY: the blobs are readable for their lengths (contract).
+        let p = unsafe {
+            Packet {
+                hdr: c.blob(a.hdr, a.hdr_len)?,
+                guest_uaddr: a.guest as u64,
+                guest_len: a.guest_len,
+                trans: c.blob(a.trans, a.trans_len)?,
+            }
+        };
+        helper(fd, &p)
+    })();
+    // SAFETY: fw_error is NULL or writable (contract).
+    unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
 }
 
 /// KVM_SEV_LAUNCH_SECRET: injects the guest owner's secret packet into guest memory (after
@@ -390,15 +433,17 @@ pub unsafe extern "C" fn mem_enc_sev_launch_secret(
     fw_error: *mut u32,
 ) -> c_int {
     boundary(|| {
-        let c = cmd(id::LAUNCH_SECRET);
-        let r = (|| {
-            let fd = c.fd(vm_fd)?;
-            // SAFETY: forwarded contract.
-            let p = unsafe { packet_args(c, args, args_size) }?;
-            sev::launch_secret(fd, &p)
-        })();
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: forwarded contract.
+        unsafe {
+            packet(
+                id::LAUNCH_SECRET,
+                sev::launch_secret,
+                vm_fd,
+                args,
+                args_size,
+                fw_error,
+            )
+        }
     })
 }
 
@@ -421,15 +466,17 @@ pub unsafe extern "C" fn mem_enc_sev_receive_update_data(
     fw_error: *mut u32,
 ) -> c_int {
     boundary(|| {
-        let c = cmd(id::RECEIVE_UPDATE_DATA);
-        let r = (|| {
-            let fd = c.fd(vm_fd)?;
-            // SAFETY: forwarded contract.
-            let p = unsafe { packet_args(c, args, args_size) }?;
-            sev::receive_update_data(fd, &p)
-        })();
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: forwarded contract.
+        unsafe {
+            packet(
+                id::RECEIVE_UPDATE_DATA,
+                sev::receive_update_data,
+                vm_fd,
+                args,
+                args_size,
+                fw_error,
+            )
+        }
     })
 }
 
@@ -460,22 +507,15 @@ pub unsafe extern "C" fn mem_enc_sev_launch_measure(
 ) -> c_int {
     boundary(|| {
         let c = cmd(id::LAUNCH_MEASURE);
-        let mut needed = None;
         let r = (|| {
             let fd = c.fd(vm_fd)?;
             // SAFETY: "len" is NULL or readable (contract).
             let cap = unsafe { c.capacity(buf, len) }?;
             let n = sev::launch_measure_len(fd)?;
-            if n as usize > cap {
-                needed = Some(n as usize);
-                return Err(c.nospace());
-            }
+            // SAFETY: "len" is writable (NULL was refused by capacity()).
+            unsafe { c.room(&[(len, cap, n as usize)]) }?;
             sev::launch_measure_fetch(fd, n)
         })();
-        if let Some(n) = needed {
-            // SAFETY: "len" is writable (contract; NULL was refused by capacity()).
-            unsafe { put(len, n) };
-        }
         // SAFETY: "buf" has room for the data (capacity checked); pointers per contract.
         unsafe { finish(Status::Sev(fw_error), r, |m| put_blob(buf, len, &m)) }
     })
@@ -493,11 +533,15 @@ pub unsafe extern "C" fn mem_enc_sev_launch_measure(
 #[must_use]
 pub unsafe extern "C" fn mem_enc_sev_launch_finish(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::LAUNCH_FINISH)
-            .fd(vm_fd)
-            .and_then(sev::launch_finish);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::LAUNCH_FINISH),
+                vm_fd,
+                Status::Sev(fw_error),
+                sev::launch_finish,
+            )
+        }
     })
 }
 
@@ -648,7 +692,6 @@ pub unsafe extern "C" fn mem_enc_sev_get_attestation_report(
 ) -> c_int {
     boundary(|| {
         let c = cmd(id::GET_ATTESTATION_REPORT);
-        let mut needed = None;
         let r = (|| {
             let fd = c.fd(vm_fd)?;
             // SAFETY: 16 readable bytes at "mnonce" (contract; the length is checked).
@@ -656,16 +699,10 @@ pub unsafe extern "C" fn mem_enc_sev_get_attestation_report(
             // SAFETY: "len" is NULL or readable (contract).
             let cap = unsafe { c.capacity(buf, len) }?;
             let n = sev::get_attestation_report_len(fd)?;
-            if n as usize > cap {
-                needed = Some(n as usize);
-                return Err(c.nospace());
-            }
+            // SAFETY: "len" is writable (NULL was refused by capacity()).
+            unsafe { c.room(&[(len, cap, n as usize)]) }?;
             sev::get_attestation_report_fetch(fd, nonce, n)
         })();
-        if let Some(n) = needed {
-            // SAFETY: "len" is writable (checked non-NULL by capacity()).
-            unsafe { put(len, n) };
-        }
         // SAFETY: "buf" has room for the data (capacity checked); pointers per contract.
         unsafe { finish(Status::Sev(fw_error), r, |m| put_blob(buf, len, &m)) }
     })
@@ -704,7 +741,6 @@ pub unsafe extern "C" fn mem_enc_sev_send_start(
 ) -> c_int {
     boundary(|| {
         let c = cmd(id::SEND_START);
-        let mut needed = None;
         let r = (|| {
             let fd = c.fd(vm_fd)?;
             // SAFETY: "args_size" readable bytes at "args" (contract).
@@ -720,16 +756,10 @@ pub unsafe extern "C" fn mem_enc_sev_send_start(
             // SAFETY: "session_len" is NULL or readable (contract).
             let cap = unsafe { c.capacity(session, session_len) }?;
             let (n, _) = sev::send_start_len(fd)?;
-            if n as usize > cap {
-                needed = Some(n as usize);
-                return Err(c.nospace());
-            }
+            // SAFETY: "session_len" is writable (NULL was refused by capacity()).
+            unsafe { c.room(&[(session_len, cap, n as usize)]) }?;
             sev::send_start_fetch(fd, &p, n)
         })();
-        if let Some(n) = needed {
-            // SAFETY: "session_len" is writable (checked non-NULL by capacity()).
-            unsafe { put(session_len, n) };
-        }
         // SAFETY: "session" has room (capacity checked); pointers per contract.
         unsafe {
             finish(Status::Sev(fw_error), r, |out| {
@@ -772,26 +802,17 @@ pub unsafe extern "C" fn mem_enc_sev_send_update_data(
 ) -> c_int {
     boundary(|| {
         let c = cmd(id::SEND_UPDATE_DATA);
-        let mut needed = None;
         let r = (|| {
             let fd = c.fd(vm_fd)?;
             // SAFETY: the length pointers are NULL or readable (contract).
             let (hcap, tcap) =
                 unsafe { (c.capacity(hdr, hdr_len)?, c.capacity(trans, trans_len)?) };
             let (h, t) = sev::send_update_data_len(fd)?;
-            if h as usize > hcap || t as usize > tcap {
-                needed = Some((h as usize, t as usize));
-                return Err(c.nospace());
-            }
+            let lens = [(hdr_len, hcap, h as usize), (trans_len, tcap, t as usize)];
+            // SAFETY: both length pointers are writable (NULL was refused by capacity()).
+            unsafe { c.room(&lens) }?;
             sev::send_update_data_fetch(fd, guest as u64, guest_len, h, t)
         })();
-        if let Some((h, t)) = needed {
-            // SAFETY: both length pointers were checked non-NULL by capacity().
-            unsafe {
-                put(hdr_len, h);
-                put(trans_len, t);
-            }
-        }
         // SAFETY: both buffers have room (capacities checked); pointers per contract.
         unsafe {
             finish(Status::Sev(fw_error), r, |out| {
@@ -814,9 +835,15 @@ pub unsafe extern "C" fn mem_enc_sev_send_update_data(
 #[must_use]
 pub unsafe extern "C" fn mem_enc_sev_send_finish(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::SEND_FINISH).fd(vm_fd).and_then(sev::send_finish);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::SEND_FINISH),
+                vm_fd,
+                Status::Sev(fw_error),
+                sev::send_finish,
+            )
+        }
     })
 }
 
@@ -832,9 +859,15 @@ pub unsafe extern "C" fn mem_enc_sev_send_finish(vm_fd: c_int, fw_error: *mut u3
 #[must_use]
 pub unsafe extern "C" fn mem_enc_sev_send_cancel(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::SEND_CANCEL).fd(vm_fd).and_then(sev::send_cancel);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::SEND_CANCEL),
+                vm_fd,
+                Status::Sev(fw_error),
+                sev::send_cancel,
+            )
+        }
     })
 }
 
@@ -850,11 +883,15 @@ pub unsafe extern "C" fn mem_enc_sev_send_cancel(vm_fd: c_int, fw_error: *mut u3
 #[must_use]
 pub unsafe extern "C" fn mem_enc_sev_receive_finish(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::RECEIVE_FINISH)
-            .fd(vm_fd)
-            .and_then(sev::receive_finish);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::RECEIVE_FINISH),
+                vm_fd,
+                Status::Sev(fw_error),
+                sev::receive_finish,
+            )
+        }
     })
 }
 

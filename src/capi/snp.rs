@@ -4,7 +4,7 @@
 
 use core::ffi::{c_int, c_void};
 
-use super::args::{ArgsStruct, Cmd, Status, finish, put};
+use super::args::{ArgsStruct, Cmd, Status, fd_only, finish, put_reached};
 use super::boundary;
 use crate::helpers::snp::{self, LaunchFinish, LaunchStart, LaunchUpdate};
 use crate::uapi::sev_id as id;
@@ -198,15 +198,8 @@ pub unsafe extern "C" fn mem_enc_snp_launch_update(
                 },
             )
         })();
-        let reached = match &r {
-            Ok(()) => done,
-            Err(e) if e.status.is_some() => e.reached,
-            Err(_) => None,
-        };
-        if let Some(g) = reached {
-            // SAFETY: NULL or writable (contract).
-            unsafe { put(gfn_reached, g) };
-        }
+        // SAFETY: NULL or writable (contract).
+        unsafe { put_reached(gfn_reached, &r, done) };
         // SAFETY: fw_error is NULL or writable (contract).
         unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
     })
@@ -290,11 +283,15 @@ pub unsafe extern "C" fn mem_enc_snp_launch_finish(
 #[must_use]
 pub unsafe extern "C" fn mem_enc_snp_enable_req_certs(vm_fd: c_int, fw_error: *mut u32) -> c_int {
     boundary(|| {
-        let r = cmd(id::SNP_ENABLE_REQ_CERTS)
-            .fd(vm_fd)
-            .and_then(snp::enable_req_certs);
-        // SAFETY: fw_error is NULL or writable (contract).
-        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
+        // SAFETY: "fw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::SNP_ENABLE_REQ_CERTS),
+                vm_fd,
+                Status::Sev(fw_error),
+                snp::enable_req_certs,
+            )
+        }
     })
 }
 

@@ -4,7 +4,10 @@
 
 use core::ffi::{c_int, c_void};
 
-use super::args::{ArgsStruct, Cmd, Status, check_struct_out, copy_struct_to_user, finish, put};
+use super::args::{
+    ArgsStruct, Cmd, Status, check_struct_out, copy_struct_to_user, fd_only, finish, put,
+    put_reached,
+};
 use super::boundary;
 use crate::helpers::tdx::{self, InitVm, MemRegion};
 use crate::uapi::{
@@ -191,23 +194,16 @@ pub unsafe extern "C" fn mem_enc_tdx_capabilities(
 ) -> c_int {
     boundary(|| {
         let c = cmd(id::CAPABILITIES);
-        let mut needed = None;
         let r = (|| {
             let fd = c.fd(vm_fd)?;
             c.check(check_struct_out(caps, caps_size))?;
             // SAFETY: "nent" NULL or readable (contract).
             let cap = unsafe { c.capacity(entries, nent.cast_const()) }?;
             let got = tdx::capabilities(fd)?;
-            if got.cpuid.len() > cap as usize {
-                needed = Some(got.cpuid.len() as u32);
-                return Err(c.nospace());
-            }
+            // SAFETY: "nent" is writable (NULL was refused by capacity()).
+            unsafe { c.room(&[(nent, cap, got.cpuid.len() as u32)]) }?;
             Ok(got)
         })();
-        if let Some(n) = needed {
-            // SAFETY: checked non-NULL by capacity().
-            unsafe { put(nent, n) };
-        }
         // SAFETY: pointers per contract; sizes checked before the ioctl.
         unsafe {
             finish(Status::Tdx(hw_error), r, |got| {
@@ -309,11 +305,12 @@ pub unsafe extern "C" fn mem_enc_tdx_init_vcpu(
     hw_error: *mut u64,
 ) -> c_int {
     boundary(|| {
-        let r = cmd(id::INIT_VCPU)
-            .fd(vcpu_fd)
-            .and_then(|fd| tdx::init_vcpu(fd, rcx));
-        // SAFETY: hw_error is NULL or writable (contract).
-        unsafe { finish(Status::Tdx(hw_error), r, |()| {}) }
+        // SAFETY: "hw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(cmd(id::INIT_VCPU), vcpu_fd, Status::Tdx(hw_error), |fd| {
+                tdx::init_vcpu(fd, rcx)
+            })
+        }
     })
 }
 
@@ -366,15 +363,8 @@ pub unsafe extern "C" fn mem_enc_tdx_init_mem_region(
                 },
             )
         })();
-        let reached = match &r {
-            Ok(()) => done,
-            Err(e) if e.status.is_some() => e.reached,
-            Err(_) => None,
-        };
-        if let Some(g) = reached {
-            // SAFETY: NULL or writable (contract).
-            unsafe { put(gpa_reached, g) };
-        }
+        // SAFETY: NULL or writable (contract).
+        unsafe { put_reached(gpa_reached, &r, done) };
         // SAFETY: hw_error is NULL or writable (contract).
         unsafe { finish(Status::Tdx(hw_error), r, |()| {}) }
     })
@@ -396,9 +386,15 @@ pub unsafe extern "C" fn mem_enc_tdx_init_mem_region(
 #[must_use]
 pub unsafe extern "C" fn mem_enc_tdx_finalize_vm(vm_fd: c_int, hw_error: *mut u64) -> c_int {
     boundary(|| {
-        let r = cmd(id::FINALIZE_VM).fd(vm_fd).and_then(tdx::finalize_vm);
-        // SAFETY: hw_error is NULL or writable (contract).
-        unsafe { finish(Status::Tdx(hw_error), r, |()| {}) }
+        // SAFETY: "hw_error" is NULL or writable (contract).
+        unsafe {
+            fd_only(
+                cmd(id::FINALIZE_VM),
+                vm_fd,
+                Status::Tdx(hw_error),
+                tdx::finalize_vm,
+            )
+        }
     })
 }
 
@@ -427,7 +423,6 @@ pub unsafe extern "C" fn mem_enc_tdx_get_cpuid(
 ) -> c_int {
     boundary(|| {
         let c = cmd(id::GET_CPUID);
-        let mut needed = None;
         let r = (|| {
             let fd = c.fd(vcpu_fd)?;
             // SAFETY: "nent" NULL or readable (contract).
@@ -435,15 +430,12 @@ pub unsafe extern "C" fn mem_enc_tdx_get_cpuid(
             match tdx::get_cpuid_with(fd, cap.min(KVM_MAX_CPUID_ENTRIES))? {
                 Ok(list) => Ok(list),
                 Err(n) => {
-                    needed = Some(n);
+                    // SAFETY: "nent" is writable (NULL was refused by capacity()).
+                    unsafe { put(nent, n) };
                     Err(c.nospace())
                 }
             }
         })();
-        if let Some(n) = needed {
-            // SAFETY: checked non-NULL by capacity().
-            unsafe { put(nent, n) };
-        }
         // SAFETY: room for the entries (the kernel filled at most the capacity).
         unsafe {
             finish(Status::Tdx(hw_error), r, |list| {
