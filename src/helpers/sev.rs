@@ -176,58 +176,31 @@ pub struct Packet<'a> {
     pub trans: &'a [u8],
 }
 
-fn packet<K: Default>(
-    cmd: u32,
-    p: &Packet<'_>,
-    make: fn(u64, u32, u64, u32, u64, u32) -> K,
-) -> Result<K> {
-    Ok(make(
-        addr_of(p.hdr),
-        l32(cmd, p.hdr.len())?,
-        p.guest_uaddr,
-        l32(cmd, p.guest_len)?,
-        addr_of(p.trans),
-        l32(cmd, p.trans.len())?,
-    ))
+/// The kernel struct `$k` for packet `$p` of command `$cmd`: LAUNCH_SECRET's and
+/// RECEIVE_UPDATE_DATA's structs have the same fields.
+macro_rules! packet {
+    ($k:ident, $cmd:expr, $p:expr) => {
+        $k {
+            hdr_uaddr: addr_of($p.hdr),
+            hdr_len: l32($cmd, $p.hdr.len())?,
+            guest_uaddr: $p.guest_uaddr,
+            guest_len: l32($cmd, $p.guest_len)?,
+            trans_uaddr: addr_of($p.trans),
+            trans_len: l32($cmd, $p.trans.len())?,
+            ..Default::default()
+        }
+    };
 }
 
 /// `KVM_SEV_LAUNCH_SECRET`: injects a secret packet into guest memory.
 pub fn launch_secret(vm_fd: BorrowedFd<'_>, p: &Packet<'_>) -> Result<()> {
-    let mut k = packet(
-        id::LAUNCH_SECRET,
-        p,
-        |hdr_uaddr, hdr_len, guest_uaddr, guest_len, trans_uaddr, trans_len| {
-            kvm_sev_launch_secret {
-                hdr_uaddr,
-                hdr_len,
-                guest_uaddr,
-                guest_len,
-                trans_uaddr,
-                trans_len,
-                ..Default::default()
-            }
-        },
-    )?;
+    let mut k = packet!(kvm_sev_launch_secret, id::LAUNCH_SECRET, p);
     vm(vm_fd, id::LAUNCH_SECRET, data_of(&mut k))
 }
 
 /// `KVM_SEV_RECEIVE_UPDATE_DATA`: decrypts an incoming packet into guest memory.
 pub fn receive_update_data(vm_fd: BorrowedFd<'_>, p: &Packet<'_>) -> Result<()> {
-    let mut k = packet(
-        id::RECEIVE_UPDATE_DATA,
-        p,
-        |hdr_uaddr, hdr_len, guest_uaddr, guest_len, trans_uaddr, trans_len| {
-            kvm_sev_receive_update_data {
-                hdr_uaddr,
-                hdr_len,
-                guest_uaddr,
-                guest_len,
-                trans_uaddr,
-                trans_len,
-                ..Default::default()
-            }
-        },
-    )?;
+    let mut k = packet!(kvm_sev_receive_update_data, id::RECEIVE_UPDATE_DATA, p);
     vm(vm_fd, id::RECEIVE_UPDATE_DATA, data_of(&mut k))
 }
 

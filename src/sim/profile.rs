@@ -110,6 +110,16 @@ const fn types(list: &[u32]) -> u64 {
     mask
 }
 
+/// Every VM type of an SEV-SNP host with KVM_SEV_INIT2 (6.10+).
+const AMD_VM_TYPES: u64 = types(&[
+    KVM_X86_DEFAULT_VM,
+    KVM_X86_SEV_VM,
+    KVM_X86_SEV_ES_VM,
+    KVM_X86_SNP_VM,
+]);
+/// Every VM type of a TDX host.
+const TDX_VM_TYPES: u64 = types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]);
+
 /// x87 | SSE | AVX | opmask | ZMM_Hi256 | Hi16_ZMM.
 const XCR0_AVX512: u64 = 0xE7;
 /// SEV VMSA feature bits.
@@ -218,18 +228,8 @@ pub static PROFILES: &[Profile] = &[
     Profile {
         name: c"snp@6.11",
         backend: Backend::Sev,
-        vm_types_cap: types(&[
-            KVM_X86_DEFAULT_VM,
-            KVM_X86_SEV_VM,
-            KVM_X86_SEV_ES_VM,
-            KVM_X86_SNP_VM,
-        ]),
-        creatable_types: types(&[
-            KVM_X86_DEFAULT_VM,
-            KVM_X86_SEV_VM,
-            KVM_X86_SEV_ES_VM,
-            KVM_X86_SNP_VM,
-        ]),
+        vm_types_cap: AMD_VM_TYPES,
+        creatable_types: AMD_VM_TYPES,
         gmem: true,
         mem_attributes: true,
         gmem_flags: 0,
@@ -252,18 +252,8 @@ pub static PROFILES: &[Profile] = &[
     Profile {
         name: c"snp@6.18",
         backend: Backend::Sev,
-        vm_types_cap: types(&[
-            KVM_X86_DEFAULT_VM,
-            KVM_X86_SEV_VM,
-            KVM_X86_SEV_ES_VM,
-            KVM_X86_SNP_VM,
-        ]),
-        creatable_types: types(&[
-            KVM_X86_DEFAULT_VM,
-            KVM_X86_SEV_VM,
-            KVM_X86_SEV_ES_VM,
-            KVM_X86_SNP_VM,
-        ]),
+        vm_types_cap: AMD_VM_TYPES,
+        creatable_types: AMD_VM_TYPES,
         gmem: true,
         mem_attributes: true,
         gmem_flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
@@ -286,8 +276,8 @@ pub static PROFILES: &[Profile] = &[
     Profile {
         name: c"tdx@6.16",
         backend: Backend::Tdx,
-        vm_types_cap: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
-        creatable_types: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
+        vm_types_cap: TDX_VM_TYPES,
+        creatable_types: TDX_VM_TYPES,
         gmem: true,
         mem_attributes: true,
         gmem_flags: 0,
@@ -304,8 +294,8 @@ pub static PROFILES: &[Profile] = &[
     Profile {
         name: c"tdx@6.19",
         backend: Backend::Tdx,
-        vm_types_cap: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
-        creatable_types: types(&[KVM_X86_DEFAULT_VM, KVM_X86_TDX_VM]),
+        vm_types_cap: TDX_VM_TYPES,
+        creatable_types: TDX_VM_TYPES,
         gmem: true,
         mem_attributes: true,
         gmem_flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,

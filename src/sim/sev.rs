@@ -403,23 +403,48 @@ fn launch_start(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Result
     let sev_fd = ctx.cmd.sev_fd();
     ctx.psp(sev_fd, || {
         let policy_api = ((p.policy >> 16) & 0xff, p.policy >> 24);
-        if p.handle != 0 {
-            status::INVALID_GUEST
-        } else if (p.policy & SEV_POLICY_ES != 0) != es || policy_api > api {
-            status::POLICY_FAILURE
-        } else {
-            0
+        match start_status(p.handle, p.policy, es) {
+            0 if policy_api > api => status::POLICY_FAILURE,
+            s => s,
         }
     })?;
+    let policy = p.policy;
+    bind_new_guest(vm, policy, sev_fd, Guest::Launching, |handle| {
+        p.handle = handle;
+        user::write(data, &p)
+    })?;
+    vm.sev.ld = SevDigest::default();
+    Ok(())
+}
+
+/// The firmware checks LAUNCH_START and RECEIVE_START share: a new guest (handle 0) whose
+/// policy's ES bit matches the VM.
+fn start_status(handle: u32, policy: u32, es: bool) -> u32 {
+    if handle != 0 {
+        status::INVALID_GUEST
+    } else if (policy & SEV_POLICY_ES != 0) != es {
+        status::POLICY_FAILURE
+    } else {
+        0
+    }
+}
+
+/// After LAUNCH_START / RECEIVE_START succeeded in firmware: a new guest handle, copied back
+/// by `write_back` first (a failed copy leaves the VM unbound, as in the kernel), then bound.
+fn bind_new_guest(
+    vm: &mut Vm,
+    policy: u32,
+    sev_fd: u32,
+    guest: Guest,
+    write_back: impl FnOnce(u32) -> Result<(), Errno>,
+) -> Result<(), Errno> {
     let handle = NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    p.handle = handle;
-    user::write(data, &p)?;
+    write_back(handle)?;
     let sev = &mut vm.sev;
     sev.handle = handle;
-    sev.policy = p.policy;
+    sev.policy = policy;
     sev.fd = Some(sev_fd);
-    sev.guest = Guest::Launching;
-    sev.ld = SevDigest::default();
+    sev.guest = guest;
     Ok(())
 }
 
@@ -494,25 +519,50 @@ fn mnonce(sev: &mut State) -> [u8; 16] {
     n
 }
 
-fn launch_measure(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
-    require_init(vm)?;
-    let mut p: uapi::kvm_sev_launch_measure = user::read(data)?;
-    let query = p.len == 0;
-    if !query && p.uaddr != 0 && p.len > SEV_FW_BLOB_MAX_SIZE {
+/// The firmware step of LAUNCH_MEASURE and GET_ATTESTATION_REPORT, which answer `answer_len`
+/// bytes into the caller's `buf` (uaddr, len): `-EINVAL` above the blob limit; a length query
+/// (len 0) or a NULL or short buffer gets INVALID_LEN with the needed length. Returns whether
+/// it was a query, the firmware result, and the length to write back (the answer's when the
+/// firmware succeeded or asked for it, else 0).
+fn fixed_answer(
+    ctx: &mut Ctx,
+    sev: &State,
+    states: &[Guest],
+    buf: (u64, u32),
+    answer_len: u32,
+) -> Result<(bool, Result<(), Errno>, u32), Errno> {
+    let (uaddr, len) = buf;
+    let query = len == 0;
+    if !query && uaddr != 0 && len > SEV_FW_BLOB_MAX_SIZE {
         return err(libc::EINVAL);
     }
     ctx.generic_fault()?;
     // The buffer the firmware is given: none for a query or a NULL uaddr.
-    let given = if query || p.uaddr == 0 { 0 } else { p.len };
+    let given = if query || uaddr == 0 { 0 } else { len };
     let mut out_len = 0;
-    let sev = &vm.sev;
-    let r = ctx.psp_stored(sev, || match in_state(sev, &[Guest::Launching]) {
-        0 if given < LAUNCH_MEASURE_LEN => {
-            out_len = LAUNCH_MEASURE_LEN;
+    let r = ctx.psp_stored(sev, || match in_state(sev, states) {
+        0 if given < answer_len => {
+            out_len = answer_len;
             status::INVALID_LEN
         }
         s => s,
     });
+    if r.is_ok() && !query {
+        out_len = answer_len;
+    }
+    Ok((query, r, out_len))
+}
+
+fn launch_measure(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
+    require_init(vm)?;
+    let mut p: uapi::kvm_sev_launch_measure = user::read(data)?;
+    let (query, r, out_len) = fixed_answer(
+        ctx,
+        &vm.sev,
+        &[Guest::Launching],
+        (p.uaddr, p.len),
+        LAUNCH_MEASURE_LEN,
+    )?;
     if !query {
         r?;
         let nonce = mnonce(&mut vm.sev);
@@ -522,7 +572,6 @@ fn launch_measure(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Resu
         blob.extend_from_slice(&nonce);
         sev.guest = Guest::Secret;
         user::write_bytes(p.uaddr, &blob)?;
-        out_len = LAUNCH_MEASURE_LEN;
     }
     p.len = out_len;
     user::write(data, &p)?;
@@ -588,23 +637,14 @@ fn dbg(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
 fn attestation(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
     require_init(vm)?;
     let mut p: uapi::kvm_sev_attestation_report = user::read(data)?;
-    let query = p.len == 0;
-    if !query && p.uaddr != 0 && p.len > SEV_FW_BLOB_MAX_SIZE {
-        return err(libc::EINVAL);
-    }
-    ctx.generic_fault()?;
-    let given = if query || p.uaddr == 0 { 0 } else { p.len };
-    let mut out_len = 0;
     let sev = &vm.sev;
-    let r = ctx.psp_stored(sev, || {
-        match in_state(sev, &[Guest::Secret, Guest::Running]) {
-            0 if given < ATTESTATION_REPORT_LEN => {
-                out_len = ATTESTATION_REPORT_LEN;
-                status::INVALID_LEN
-            }
-            s => s,
-        }
-    });
+    let (query, r, out_len) = fixed_answer(
+        ctx,
+        sev,
+        &[Guest::Secret, Guest::Running],
+        (p.uaddr, p.len),
+        ATTESTATION_REPORT_LEN,
+    )?;
     if !query {
         r?;
         let mut report = vec![0u8; ATTESTATION_REPORT_LEN as usize];
@@ -612,7 +652,6 @@ fn attestation(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
         report[16..48].copy_from_slice(&sev.ld.value());
         report[48..52].copy_from_slice(&sev.policy.to_le_bytes());
         user::write_bytes(p.uaddr, &report)?;
-        out_len = ATTESTATION_REPORT_LEN;
     }
     p.len = out_len;
     user::write(data, &p)?;
@@ -720,24 +759,12 @@ fn receive_start(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
     ctx.generic_fault()?;
     let es = vm.sev.es;
     let sev_fd = ctx.cmd.sev_fd();
-    ctx.psp(sev_fd, || {
-        if p.handle != 0 {
-            status::INVALID_GUEST
-        } else if (p.policy & SEV_POLICY_ES != 0) != es {
-            status::POLICY_FAILURE
-        } else {
-            0
-        }
-    })?;
-    let handle = NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    p.handle = handle;
-    user::write(data, &p)?;
-    let sev = &mut vm.sev;
-    sev.handle = handle;
-    sev.policy = p.policy;
-    sev.fd = Some(sev_fd);
-    sev.guest = Guest::Receiving;
-    Ok(())
+    ctx.psp(sev_fd, || start_status(p.handle, p.policy, es))?;
+    let policy = p.policy;
+    bind_new_guest(vm, policy, sev_fd, Guest::Receiving, |handle| {
+        p.handle = handle;
+        user::write(data, &p)
+    })
 }
 
 fn receive_update_data(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
