@@ -5,32 +5,35 @@
 //! memenc probe --json          one JSON object on stdout
 //! memenc probe --nfd FILE      Kubernetes node-feature-discovery local feature file
 //!                              (FILE "-" writes the lines to stdout)
-//! memenc probe --sim PROFILE   probe a simulated host instead of /dev/kvm
+//! memenc probe --sim PROFILE   probe memenc's simulated host instead of /dev/kvm (every
+//!                              output says SIMULATED)
+//! memenc profiles              list the simulated-host profiles
 //! memenc --help | --version
 //! ```
 //!
 //! Exit codes: 0 success; 1 the probe failed (e.g. /dev/kvm absent or not accessible);
-//! 2 usage error; 3 the --nfd file could not be written; 4 --sim is not available in this
-//! build (the simulated host is not compiled in).
+//! 2 usage error; 3 the --nfd file could not be written; 4 the --sim profile is not one of
+//! `memenc profiles`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 
-use memenc::Errno;
 use memenc::negotiate::{self, describe_cap};
 use memenc::probe::*;
 
 const USAGE: &str = "usage: memenc probe [--json] [--nfd FILE|-] [--sim PROFILE]
+       memenc profiles
        memenc --help | --version
 
   probe           report what this host's KVM supports for SEV, SEV-ES, SEV-SNP and TDX
   --json          print one JSON object instead of the report
   --nfd FILE      write a node-feature-discovery local feature file (\"-\": stdout)
   --sim PROFILE   probe memenc's simulated host with this profile instead of /dev/kvm
+  profiles        list the simulated-host profiles --sim accepts
 
-exit: 0 ok, 1 probe failed, 2 usage error, 3 --nfd file not written, 4 --sim unavailable";
+exit: 0 ok, 1 probe failed, 2 usage error, 3 --nfd file not written, 4 unknown --sim profile";
 
 const EXIT_PROBE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -46,6 +49,7 @@ struct Options {
 
 enum Command {
     Probe(Options),
+    Profiles,
     Help,
     Version,
 }
@@ -56,6 +60,12 @@ fn parse(args: &[String]) -> Result<Command, String> {
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("-V" | "--version") => return Ok(Command::Version),
         Some("probe") => {}
+        Some("profiles") => {
+            return match it.next() {
+                None => Ok(Command::Profiles),
+                Some(extra) => Err(format!("unexpected argument '{extra}'")),
+            };
+        }
         Some(other) => return Err(format!("unknown command '{other}'")),
         None => return Err("missing command".into()),
     }
@@ -77,9 +87,33 @@ fn parse(args: &[String]) -> Result<Command, String> {
     Ok(Command::Probe(o))
 }
 
-/// The simulated `/dev/kvm` for a profile. The simulated host is not in this build yet.
-fn open_sim(_profile: &str) -> Result<RawFd, Errno> {
-    Err(Errno(libc::ENOSYS))
+/// The simulated-host profile names, one per line.
+fn profiles() -> String {
+    memenc::sim::profile_names()
+        .map(|name| name.to_string_lossy() + "\n")
+        .collect()
+}
+
+/// Probes a simulated `/dev/kvm` of `profile`; its descriptor is closed again.
+fn probe_sim(profile: &str) -> Result<mem_enc_caps, (u8, String)> {
+    let fd = memenc::sim::kvm_open(profile).map_err(|_| {
+        let known: Vec<String> = profiles().lines().map(str::to_owned).collect();
+        (
+            EXIT_NO_SIM,
+            format!(
+                "--sim {profile}: this simulated-host profile is not available (profiles: {})",
+                known.join(", ")
+            ),
+        )
+    })?;
+    // SAFETY: kvm_open returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    probe_uncached(fd.as_raw_fd()).map_err(|e| {
+        (
+            EXIT_PROBE,
+            format!("probing the simulated host failed: {e}"),
+        )
+    })
 }
 
 /// Every probed fact, in report order: (JSON/label key, human label, fact).
@@ -359,24 +393,7 @@ fn write_atomically(path: &str, text: &str) -> std::io::Result<()> {
 
 fn run(o: &Options) -> Result<(), (u8, String)> {
     let (caps, source) = match &o.sim {
-        Some(profile) => {
-            let fd = open_sim(profile).map_err(|e| {
-                (
-                    EXIT_NO_SIM,
-                    format!(
-                        "--sim {profile}: the simulated host is not available in this build (errno {})",
-                        e.0
-                    ),
-                )
-            })?;
-            let caps = probe_uncached(fd).map_err(|e| {
-                (
-                    EXIT_PROBE,
-                    format!("probing the simulated host failed: {e}"),
-                )
-            })?;
-            (caps, format!("simulated host '{profile}'"))
-        }
+        Some(profile) => (probe_sim(profile)?, format!("SIMULATED host '{profile}'")),
         None => {
             let caps = probe_default()
                 .map_err(|e| (EXIT_PROBE, format!("probing /dev/kvm failed: {e}")))?;
@@ -410,6 +427,10 @@ fn main() -> ExitCode {
         }
         Ok(Command::Version) => {
             println!("memenc {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Profiles) => {
+            print!("{}", profiles());
             ExitCode::SUCCESS
         }
         Ok(Command::Probe(o)) => match run(&o) {
@@ -472,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn sim_is_reported_unavailable() {
+    fn unknown_sim_profile_is_reported_unavailable() {
         let o = Options {
             sim: Some("snp".into()),
             ..Default::default()
@@ -480,6 +501,37 @@ mod tests {
         let (code, msg) = run(&o).unwrap_err();
         assert_eq!(code, EXIT_NO_SIM);
         assert!(msg.contains("not available"), "{msg}");
+        assert!(msg.contains("snp@6.18"), "lists the profiles: {msg}");
+    }
+
+    #[test]
+    fn sim_probes_the_simulated_host_and_says_so() {
+        let caps = probe_sim("snp@6.18").unwrap();
+        assert_ne!(caps.features & MEM_ENC_CAPS_SIMULATED, 0);
+        assert_ne!(caps.features & MEM_ENC_CAPS_SNP, 0);
+        assert_eq!(caps.vm_types.value, 0x1d);
+        let text = human(&caps, "SIMULATED host 'snp@6.18'");
+        assert!(text.contains("SIMULATED HOST"), "{text}");
+        assert!(json(&caps).contains("\"simulated\":true"));
+        assert!(nfd(&caps).lines().any(|l| l == "memenc.simulated=true"));
+        let tdx = probe_sim("tdx@6.19").unwrap();
+        assert_ne!(tdx.features & MEM_ENC_CAPS_TDX, 0);
+        assert_eq!(tdx.vendor, memenc::MEM_ENC_VENDOR_TDX);
+    }
+
+    #[test]
+    fn profiles_are_listed() {
+        assert!(matches!(parse(&args(&["profiles"])), Ok(Command::Profiles)));
+        assert!(parse(&args(&["profiles", "x"])).is_err());
+        let list = profiles();
+        let names: Vec<&str> = list.lines().collect();
+        assert_eq!(names.first(), Some(&"none"));
+        for name in ["sev@6.1", "snp@6.11", "snp@6.18", "tdx@6.16", "tdx@6.19"] {
+            assert!(names.contains(&name), "{name} missing in {names:?}");
+        }
+        for name in names {
+            assert!(probe_sim(name).is_ok(), "{name} probes");
+        }
     }
 
     #[test]
