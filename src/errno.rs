@@ -10,12 +10,12 @@ pub struct Errno(pub i32);
 
 impl Errno {
     /// The calling thread's `errno`, after a failed libc call.
+    #[inline]
     pub fn last() -> Errno {
-        Errno(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        )
+        // Read directly (not through std::io::Error, whose drop is an out-of-line call on
+        // mem_enc_op's error path).
+        // SAFETY: __errno_location() returns the calling thread's errno slot, always valid.
+        Errno(unsafe { *libc::__errno_location() })
     }
 
     /// The value C callers get: `-errno`.

@@ -96,7 +96,8 @@ pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
     let mut local = *input;
     local.flags = kernel_flags;
 
-    let mut budget = retry_limit();
+    // Only the RETRY and CONTINUE loops spend the budget: the flags == 0 path skips the load.
+    let mut budget = if library_flags != 0 { retry_limit() } else { 0 };
     let mut last_remaining = u64::MAX;
     loop {
         clear_status(vendor, &mut local);
@@ -110,14 +111,16 @@ pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
                 &mut local as *mut mem_enc_cmd as u64,
             )
         };
-        trace::finish(
-            traced,
-            fd,
-            vendor,
-            local.id,
-            raw,
-            status_of(vendor, &local).raw(),
-        );
+        if let Some(started) = traced {
+            trace::finish(
+                started,
+                fd,
+                vendor,
+                local.id,
+                raw,
+                status_of(vendor, &local).raw(),
+            );
+        }
         let result = raw.map(|_| ());
         let next = match (result, info) {
             (Ok(()), Some(c)) if library_flags & MEM_ENC_FLAG_CONTINUE != 0 => {

@@ -84,16 +84,18 @@ pub fn start() -> Option<Instant> {
     }
 }
 
-/// After the ioctl started with [`start`]: reports it to the hook, if any.
+/// After an ioctl for which [`start`] gave a time: reports it to the hook, if still set. Out of
+/// line and cold: without a hook the caller never calls it.
+#[cold]
+#[inline(never)]
 pub fn finish(
-    start: Option<Instant>,
+    start: Instant,
     fd: RawFd,
     vendor: Vendor,
     id: u32,
     result: Result<i32, Errno>,
     status: u64,
 ) {
-    let Some(start) = start else { return };
     let duration_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let Some(hook) = *HOOK.read().unwrap_or_else(|poisoned| poisoned.into_inner()) else {
         return;

@@ -18,6 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::errno::Errno;
 
 /// Runs an export's body; a panic becomes `-ENOTRECOVERABLE` instead of unwinding into C.
+#[inline]
 pub(crate) fn boundary(body: impl FnOnce() -> i32) -> i32 {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(-libc::ENOTRECOVERABLE)
 }
