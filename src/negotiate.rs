@@ -617,15 +617,35 @@ pub fn snp_policy(caps: &mem_enc_caps, required: u64, optional: u64) -> Result<G
             ),
         ));
     };
-    let why = if caps.snp_policy_bits.status == MEM_ENC_CAP_DEFAULTED {
+    let legacy = caps.snp_policy_bits.status == MEM_ENC_CAP_DEFAULTED;
+    let why = if legacy {
         "; this kernel does not publish KVM_X86_SNP_POLICY_BITS, so the static pre-publication mask applies"
     } else {
         ""
     };
+    // Kernels from before the published mask (6.11-era snp_launch_start) also refuse a policy
+    // without SMT and one with SINGLE_SOCKET. SMT is not filled in like bit 17: setting it
+    // loosens the guest owner's policy, so it must be asked for.
+    let (grantable, must_have) = if legacy {
+        (
+            published & !API & !MEM_ENC_SNP_POLICY_SINGLE_SOCKET,
+            MEM_ENC_SNP_POLICY_SMT,
+        )
+    } else {
+        (published & !API, 0)
+    };
+    if (required | optional) & must_have != must_have {
+        return Err(Refusal::unsupported(
+            must_have,
+            format!(
+                "SNP policy: bit 16 (SMT) must be set on this kernel (it refuses policies without it{why}); add MEM_ENC_SNP_POLICY_SMT to the required or optional bits"
+            ),
+        ));
+    }
     let features = intersect(
         Field::SnpPolicy,
-        published & !API,
-        (required & !API) | MEM_ENC_SNP_POLICY_RSVD_MBO,
+        grantable,
+        (required & !API) | MEM_ENC_SNP_POLICY_RSVD_MBO | must_have,
         optional,
         why,
     )?;
@@ -1264,18 +1284,36 @@ mod tests {
     #[test]
     fn snp_policy_without_the_attribute_uses_the_static_mask_and_says_so() {
         let caps = snp_host_without_policy_attr();
-        let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_MIGRATE_MA, 0).unwrap_err();
+        let smt = MEM_ENC_SNP_POLICY_SMT;
+        let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_MIGRATE_MA | smt, 0).unwrap_err();
         assert_eq!(r.missing, MEM_ENC_SNP_POLICY_MIGRATE_MA);
         assert!(
             r.message.contains("KVM_X86_SNP_POLICY_BITS"),
             "{}",
             r.message
         );
-        let g = snp_policy(&caps, MEM_ENC_SNP_POLICY_SINGLE_SOCKET, 0).unwrap();
-        assert_eq!(g.granted, (1 << 20) | (1 << 17));
+        let g = snp_policy(&caps, MEM_ENC_SNP_POLICY_DEBUG | smt, 0).unwrap();
+        assert_eq!(g.granted, (1 << 19) | (1 << 17) | smt);
         assert!(g.note.contains("static"), "{}", g.note);
-        let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_PAGE_SWAP_DISABLE, 0).unwrap_err();
+        let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_PAGE_SWAP_DISABLE | smt, 0).unwrap_err();
         assert!(r.message.contains("bit 25 (PAGE_SWAP_DISABLE)"));
+        // Those kernels refuse SINGLE_SOCKET and require SMT (6.11 snp_launch_start).
+        let r = snp_policy(&caps, MEM_ENC_SNP_POLICY_SINGLE_SOCKET | smt, 0).unwrap_err();
+        assert_eq!(r.missing, MEM_ENC_SNP_POLICY_SINGLE_SOCKET);
+        let g = snp_policy(&caps, smt, MEM_ENC_SNP_POLICY_SINGLE_SOCKET).unwrap();
+        assert_eq!(g.granted, smt | (1 << 17));
+        let r = snp_policy(&caps, 0, 0).unwrap_err();
+        assert_eq!((r.errno, r.missing), (EOPNOTSUPP, smt));
+        assert!(
+            r.message.contains("bit 16 (SMT) must be set"),
+            "{}",
+            r.message
+        );
+        // SMT as optional is enough: it is granted.
+        assert_eq!(snp_policy(&caps, 0, smt).unwrap().granted, smt | (1 << 17));
+        // Kernels that publish the mask have no such rule.
+        let newer = snp_host_with_policy_attr();
+        assert_eq!(snp_policy(&newer, 0, 0).unwrap().granted, 1 << 17);
     }
 
     #[test]

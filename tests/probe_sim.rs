@@ -520,3 +520,68 @@ fn tdx_negotiates_tdx_and_init_vm_takes_the_settings() {
         }
     }
 }
+
+/// Negotiation is sound for SNP policy: every policy it grants (each single feature bit asked
+/// as optional, with SMT allowed) is one the simulated kernel's SNP_LAUNCH_START accepts, and
+/// every bit it leaves out, asked as required, is refused by negotiation rather than by the
+/// kernel later.
+#[test]
+fn every_granted_snp_policy_launches() {
+    for profile in ["snp@6.11", "snp@6.18"] {
+        let kvm = kvm(profile);
+        let caps = probe(&kvm);
+        for bit in 16..26 {
+            let req = mem_enc_launch_request {
+                snp_policy_optional: 1u64 << bit,
+                ..amd_request()
+            };
+            let (s, msg) = negotiate(&caps, &req);
+            let vm = create_vm(&kvm, s.create_vm_type);
+            let mut fw = u32::MAX;
+            let init2 = mem_enc_sev_init2_args {
+                vmsa_features: s.vmsa_features,
+                ghcb_version: s.ghcb_version as u16,
+                ..Default::default()
+            };
+            let start = mem_enc_snp_launch_start_args {
+                policy: s.snp_policy,
+                gosvw: [0; 16],
+            };
+            let sev = sev_device(vm);
+            // SAFETY: valid pointers and descriptors.
+            let r = unsafe {
+                assert_eq!(mem_enc_sev_init2(vm, &init2, 16, &mut fw), 0, "{profile}");
+                let r = mem_enc_snp_launch_start(vm, sev, &start, 24, &mut fw);
+                libc::close(sev);
+                libc::close(vm);
+                r
+            };
+            assert_eq!(
+                r, 0,
+                "SIMULATED {profile}: granted policy {:#x} refused by the kernel ({msg})",
+                s.snp_policy
+            );
+        }
+    }
+    // The 6.11-era kernel refuses a policy without SMT; negotiation says so up front.
+    let caps = probe(&kvm("snp@6.11"));
+    let req = mem_enc_launch_request {
+        snp_policy_required: 0,
+        ..amd_request()
+    };
+    let mut out = mem_enc_launch_settings::default();
+    // SAFETY: whole structs; no message buffer.
+    let r = unsafe {
+        mem_enc_negotiate_launch(
+            &caps,
+            CAPS_SIZE,
+            &req,
+            size_of::<mem_enc_launch_request>(),
+            &mut out,
+            size_of::<mem_enc_launch_settings>(),
+            null_mut(),
+            0,
+        )
+    };
+    assert_eq!(r, -libc::EOPNOTSUPP, "snp@6.11 without SMT");
+}
