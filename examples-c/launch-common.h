@@ -124,12 +124,13 @@ struct launch_args {
     const char *sim_profile; /* --sim PROFILE, or NULL */
     int auto_fallback;       /* --auto */
     const char *type;        /* --type NAME (sev-launch only), or NULL */
+    const char *inject;      /* --inject-fw-status ID:STATUS (simulated host only), or NULL */
 };
 
 static inline void launch_usage(FILE *to, const char *extra)
 {
     fprintf(to,
-            "usage: %s [--sim PROFILE | --auto] [--trace]%s\n"
+            "usage: %s [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]%s\n"
             "  (none)         launch on this host's KVM; exit 77 if it lacks the technology\n"
             "  --sim PROFILE  launch on memenc's simulated host with this profile:",
             launch_prog, extra ? extra : "");
@@ -137,18 +138,25 @@ static inline void launch_usage(FILE *to, const char *extra)
         fprintf(to, " %s", mem_enc_sim_profile_name(i));
     fprintf(to, "\n"
                 "  --auto         this host if it can, else the simulated host (and say so)\n"
-                "  --trace        print every KVM_MEMORY_ENCRYPT_OP memenc issues\n");
+                "  --trace        print every KVM_MEMORY_ENCRYPT_OP memenc issues\n"
+                "  --inject-fw-status ID:STATUS\n"
+                "                 simulated host: sub-command ID's firmware call fails with STATUS\n"
+                "                 (shows how a failure is reported)\n");
 }
 
 /* Parses the options every example has; "--type" only when type_usage is given. */
 static inline struct launch_args launch_parse(int argc, char **argv, const char *type_usage)
 {
     struct launch_args a = {0};
+    /* Steps and errors in the order they happened, also when the output is a pipe or file. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sim") && i + 1 < argc) {
             a.sim_profile = argv[++i];
         } else if (!strcmp(argv[i], "--auto")) {
             a.auto_fallback = 1;
+        } else if (!strcmp(argv[i], "--inject-fw-status") && i + 1 < argc) {
+            a.inject = argv[++i];
         } else if (!strcmp(argv[i], "--trace")) {
             mem_enc_set_trace(launch_trace, NULL);
         } else if (type_usage && !strcmp(argv[i], "--type") && i + 1 < argc) {
@@ -160,6 +168,10 @@ static inline struct launch_args launch_parse(int argc, char **argv, const char 
             launch_usage(stderr, type_usage);
             exit(LAUNCH_EXIT_USAGE);
         }
+    }
+    if (a.inject && !a.sim_profile) {
+        fprintf(stderr, "%s: --inject-fw-status needs --sim\n", launch_prog);
+        exit(LAUNCH_EXIT_USAGE);
     }
     if (a.sim_profile && a.auto_fallback) {
         fprintf(stderr, "%s: --sim and --auto exclude each other\n", launch_prog);
@@ -179,6 +191,7 @@ struct launch_tech {
 
 struct launch_host {
     const char *profile; /* the simulated profile, or NULL for the real host */
+    const char *inject;  /* --inject-fw-status, armed on the VM when it is created */
     int kvm_fd;          /* /dev/kvm, or the simulated one */
     struct mem_enc_caps caps;
     struct mem_enc_launch_settings plan;
@@ -280,6 +293,7 @@ static inline void launch_host_select(struct launch_host *host, const struct lau
     }
     if (r < 0)
         launch_die(host->plan_msg, r);
+    host->inject = args->inject;
     if (host->profile && !(host->caps.features & MEM_ENC_CAPS_SIMULATED)) {
         fprintf(stderr, "%s: the probe of the simulated host did not say SIMULATED\n",
                 launch_prog);
@@ -297,6 +311,22 @@ static inline int launch_vm_create(const struct launch_host *host)
                            : ioctl(host->kvm_fd, KVM_CREATE_VM, (unsigned long)type);
     if (vm < 0)
         launch_die("KVM_CREATE_VM", host->profile ? vm : -errno);
+    if (host->inject) {
+        char *end = NULL;
+        unsigned long id = strtoul(host->inject, &end, 0);
+        unsigned long long status = *end == ':' ? strtoull(end + 1, &end, 0) : 0;
+        if (*end != '\0' || status == 0 || id > UINT32_MAX) {
+            fprintf(stderr, "%s: --inject-fw-status wants ID:STATUS, e.g. 3:0x7\n", launch_prog);
+            exit(LAUNCH_EXIT_USAGE);
+        }
+        struct mem_enc_sim_fault fault = {
+            .kind = MEM_ENC_SIM_FAULT_FW_STATUS, .cmd_id = (uint32_t)id, .value = status};
+        int r = mem_enc_sim_inject(vm, &fault, sizeof(fault));
+        if (r < 0)
+            launch_die("mem_enc_sim_inject", r);
+        launch_step("(injected: sub-command %lu's firmware call fails with status 0x%llx)", id,
+                    status);
+    }
     return vm;
 }
 
