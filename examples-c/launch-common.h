@@ -4,7 +4,9 @@
  * the way a VMM's host layer would be:
  *
  *  - the command line: --sim PROFILE (memenc's simulated host), --auto (the real host when it
- *    has the technology, else the newest simulated profile that has it), --trace;
+ *    has the technology, else the newest simulated profile that has it), --trace,
+ *    --inject-fw-status ID:STATUS (simulated host: one firmware call fails, to show how a
+ *    failure is reported);
  *  - host selection: probe (mem_enc_probe), negotiate (mem_enc_negotiate_launch), and the
  *    first line of output, "host: real (...)" or "host: SIMULATED (profile ...)";
  *  - the few operations that differ between the real and the simulated host: creating VMs and
@@ -140,7 +142,8 @@ static inline void launch_usage(FILE *to, const char *extra)
                 "  --auto         this host if it can, else the simulated host (and say so)\n"
                 "  --trace        print every KVM_MEMORY_ENCRYPT_OP memenc issues\n"
                 "  --inject-fw-status ID:STATUS\n"
-                "                 simulated host: sub-command ID's firmware call fails with STATUS\n"
+                "                 simulated host: sub-command ID's firmware call fails with\n"
+                "                 STATUS\n"
                 "                 (shows how a failure is reported)\n");
 }
 

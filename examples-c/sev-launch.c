@@ -10,7 +10,8 @@
  * It prints the launch measurement, and on the simulated host also the launch digest the
  * measurement is an HMAC over.
  *
- * Usage: sev-launch [--sim PROFILE | --auto] [--trace] [--type sev|sev-es]
+ * Usage: sev-launch [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]
+ *                   [--type sev|sev-es]
  *   --type  the technology (default: the best this host has, SEV-ES over SEV)
  * Exit: 0 launched, 1 a call failed, 2 usage, 77 no SEV here (without --sim / --auto).
  *

@@ -10,7 +10,7 @@
  * It prints the launch digest (on the simulated host; a real host does not show it to the
  * VMM: the guest reads it in its attestation report).
  *
- * Usage: snp-launch [--sim PROFILE | --auto] [--trace]
+ * Usage: snp-launch [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]
  * Exit: 0 launched, 1 a call failed, 2 usage, 77 no SEV-SNP here (without --sim / --auto).
  *
  * Build: cc -Wall -Wextra -Werror snp-launch.c $(pkg-config --cflags --libs memenc)

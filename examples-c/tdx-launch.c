@@ -14,7 +14,7 @@
  * memenc has no call that enables it on a simulated VM (see launch_enable_split_irqchip). The
  * example then builds the TD without them, says so, and exits 77.
  *
- * Usage: tdx-launch [--sim PROFILE | --auto] [--trace]
+ * Usage: tdx-launch [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]
  * Exit: 0 launched, 1 a call failed, 2 usage, 77 no TDX here (without --sim / --auto), or
  * the build was incomplete (simulated host, see above).
  *

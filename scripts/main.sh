@@ -34,7 +34,10 @@ export CARGO_TERM_COLOR=never
 source "$root/scripts/prerequisites.sh"
 : >"$logs/install.log"
 memenc_prerequisites "$logs/install.log" meson:meson ninja:ninja-build cc:gcc python3:python3
-command -v cargo >/dev/null || { echo "memenc needs the Rust toolchain (cargo) on PATH" >&2; exit 1; }
+if ! command -v cargo >/dev/null; then
+    echo "memenc needs the Rust toolchain (cargo) on PATH" >&2
+    exit 1
+fi
 
 # step NAME COMMAND...: runs a build step with its output in logs/NAME.log; on failure shows
 # the end of the log and stops.
@@ -71,7 +74,7 @@ set -e
 if ((rc == 0)); then
     summary+=("$(printf '%-12s ok' 'probe')")
 else
-    summary+=("$(printf '%-12s could not probe this host (exit %d; e.g. no /dev/kvm)' 'probe' "$rc")")
+    summary+=("$(printf '%-12s could not probe this host (exit %d; e.g. no /dev/kvm)' probe "$rc")")
 fi
 
 # The result of one launch run, from its output: host kind, outcome, measurement.
@@ -83,7 +86,8 @@ describe_run() { # rc output-file [short: measurements cut to 16 hex digits]
         77) outcome=$(grep -m1 -E '^(INCOMPLETE|SKIPPED):' "$out" || echo "could not run here") ;;
         *) outcome="FAILED (exit $rc)" ;;
     esac
-    measure=$(grep -E '^(measurement|launch digest|MRTD)' "$out" | sed -E 's/ \[simulated[^]]*\]//; s/ \(([0-9]+) bytes\): /=/' | paste -sd' ' -)
+    measure=$(grep -E '^(measurement|launch digest|MRTD)' "$out" |
+        sed -E 's/ \[simulated[^]]*\]//; s/ \(([0-9]+) bytes\): /=/' | paste -sd' ' -)
     [[ -z $short ]] || measure=$(sed -E 's/=([0-9a-f]{16})[0-9a-f]+/=\1.../g' <<<"$measure")
     printf '%s | %s%s' "$host" "$outcome" "${measure:+ | $measure}"
 }
@@ -119,7 +123,8 @@ declare -A profiles=(
 for name in sev-launch snp-launch tdx-launch; do
     for profile in ${profiles[$name]}; do
         run_example "$name" --sim "$profile"
-        printf '%-12s %-9s %s\n' "$name" "$profile" "$(describe_run "$last_rc" "$last_out" | cut -d'|' -f2-)"
+        result=$(describe_run "$last_rc" "$last_out" | cut -d'|' -f2-)
+        printf '%-12s %-9s %s\n' "$name" "$profile" "$result"
         if ((last_rc != 0 && last_rc != 77)); then sed 's/^/    /' "$last_out"; fi
     done
 done
