@@ -32,48 +32,14 @@ export CARGO_TERM_COLOR=never
 say() { printf '%s\n' "$*"; }
 
 # --- what the suites need -------------------------------------------------------------------
-version_ge() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1) == "$2" ]]; }
-
-meson_ok() {
-    command -v meson >/dev/null && version_ge "$(meson --version 2>/dev/null)" 1.0
-}
+# shellcheck source=scripts/prerequisites.sh
+source "$root/scripts/prerequisites.sh"
 
 install_prerequisites() {
-    local missing=() cmd pkg
-    for pair in meson:meson ninja:ninja-build pkg-config:pkg-config valgrind:valgrind \
-                c++:g++ cc:gcc nm:binutils readelf:binutils python3:python3; do
-        cmd=${pair%%:*} pkg=${pair#*:}
-        if [[ $cmd == meson ]]; then meson_ok && continue; else command -v "$cmd" >/dev/null && continue; fi
-        [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
-    done
-    if ((${#missing[@]})); then
-        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-            say "installing: ${missing[*]}"
-            export DEBIAN_FRONTEND=noninteractive
-            if ! { apt-get update -qq &&
-                   apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$logs/apt.log" 2>&1; then
-                cat "$logs/apt.log"
-                say "apt-get install failed; the suites that need ${missing[*]} will fail"
-            fi
-        else
-            say "missing: ${missing[*]} (install them, or run this as root on Debian/Ubuntu)"
-        fi
-    fi
-    # A distro meson older than memenc's floor: take a current one from PyPI.
-    if ! meson_ok && command -v python3 >/dev/null; then
-        say "meson >= 1.0 not available from the system; installing it with pip"
-        python3 -m pip install --quiet --disable-pip-version-check 'meson>=1.0' >>"$logs/apt.log" 2>&1 ||
-            python3 -m pip install --quiet --break-system-packages 'meson>=1.0' >>"$logs/apt.log" 2>&1
-        hash -r
-    fi
-    for tool in cargo rustc; do
-        command -v "$tool" >/dev/null || say "missing: $tool (the Rust toolchain, e.g. from rustup)"
-    done
-    for component in fmt:rustfmt clippy:clippy; do
-        if ! cargo "${component%%:*}" --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
-            rustup component add "${component#*:}" >>"$logs/apt.log" 2>&1 || true
-        fi
-    done
+    : >"$logs/apt.log"
+    memenc_prerequisites "$logs/apt.log" meson:meson ninja:ninja-build pkg-config:pkg-config \
+        valgrind:valgrind c++:g++ cc:gcc nm:binutils readelf:binutils python3:python3
+    memenc_rust_components "$logs/apt.log"
 }
 
 # --- suites ---------------------------------------------------------------------------------
