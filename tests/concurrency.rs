@@ -304,3 +304,73 @@ fn probe_cache_is_fork_safe_while_threads_probe() {
         fork_and_compare(true);
     }
 }
+
+/// One raw pthread's job for [`pthreads_agree_with_one`].
+struct Job {
+    barrier: *mut libc::pthread_barrier_t,
+    kvm: bool,
+    out: Vec<Observed>,
+}
+
+extern "C" fn job_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `arg` is the &mut Job the creating thread keeps alive until pthread_join.
+    let job = unsafe { &mut *arg.cast::<Job>() };
+    for _ in 0..ROUNDS {
+        // SAFETY: the barrier outlives every thread (destroyed after the joins).
+        unsafe { libc::pthread_barrier_wait(job.barrier) };
+        job.out.push(workload(job.kvm));
+    }
+    core::ptr::null_mut()
+}
+
+/// The same check as [`eight_threads_agree_with_one`], on raw pthreads with a pthread barrier,
+/// the synchronisation valgrind's helgrind and drd understand (std's futex-based primitives are
+/// invisible to them): this is the test TESTING.md runs under both tools.
+#[test]
+fn pthreads_agree_with_one() {
+    let kvm = have_kvm();
+    let reference = workload(kvm);
+    mem_enc_probe_invalidate();
+    // SAFETY: zeroed storage initialised by pthread_barrier_init before use.
+    let mut barrier: libc::pthread_barrier_t = unsafe { core::mem::zeroed() };
+    // SAFETY: valid barrier storage, default attributes.
+    assert_eq!(
+        unsafe { libc::pthread_barrier_init(&mut barrier, core::ptr::null(), THREADS as u32) },
+        0
+    );
+    let mut jobs: Vec<Job> = (0..THREADS)
+        .map(|_| Job {
+            barrier: &mut barrier,
+            kvm,
+            out: Vec::new(),
+        })
+        .collect();
+    let mut tids = Vec::new();
+    for job in &mut jobs {
+        // SAFETY: zeroed pthread_t storage, filled by pthread_create.
+        let mut tid: libc::pthread_t = unsafe { core::mem::zeroed() };
+        // SAFETY: `job` stays alive and is not touched by this thread until the join.
+        let r = unsafe {
+            libc::pthread_create(
+                &mut tid,
+                core::ptr::null(),
+                job_main,
+                (job as *mut Job).cast(),
+            )
+        };
+        assert_eq!(r, 0);
+        tids.push(tid);
+    }
+    for tid in tids {
+        // SAFETY: joining threads created above, once each.
+        assert_eq!(unsafe { libc::pthread_join(tid, core::ptr::null_mut()) }, 0);
+    }
+    // SAFETY: no thread uses the barrier any more.
+    unsafe { libc::pthread_barrier_destroy(&mut barrier) };
+    for (t, job) in jobs.iter().enumerate() {
+        assert_eq!(job.out.len(), ROUNDS);
+        for (r, got) in job.out.iter().enumerate() {
+            assert_eq!(got, &reference, "pthread {t} round {r}");
+        }
+    }
+}
