@@ -8,13 +8,13 @@
 # stable, coverage-guided, debug assertions on) for a toolchain that lacks the ASan runtime.
 #
 # Environment:
-#   MEMENC_FUZZ_SECONDS    seconds per target (default 35; 3 targets)
+#   MEMENC_FUZZ_SECONDS    seconds per target (default 30; 3 targets: 90 s of fuzzing)
 #   MEMENC_FUZZ_SANITIZER  address (default) or none
 # Prints one summary line: "fuzz-smoke: N targets, E executions, C crashes".
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-seconds=${MEMENC_FUZZ_SECONDS:-35}
+seconds=${MEMENC_FUZZ_SECONDS:-30}
 sanitizer=${MEMENC_FUZZ_SANITIZER:-address}
 targets=(mem_enc_op mem_enc_probe negotiate)
 
@@ -30,6 +30,9 @@ cargo fuzz build -s "$sanitizer"
 bindir="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Reproducers are kept (git-ignored): `fuzz/target/.../<target> fuzz/artifacts/<file>` replays one.
+artifacts="$root/fuzz/artifacts"
+mkdir -p "$artifacts"
 
 total=0
 crashes=0
@@ -42,7 +45,7 @@ for t in "${targets[@]}"; do
     log="$work/$t.log"
     set +e
     "$bindir/$t" -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
-        -artifact_prefix="$work/crash-$t-" "$work/corpus-$t" >"$log" 2>&1
+        -artifact_prefix="$artifacts/$t-" "$work/corpus-$t" >"$log" 2>&1
     rc=$?
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
@@ -53,7 +56,7 @@ for t in "${targets[@]}"; do
         crashes=$((crashes + 1))
         echo "fuzz-smoke: $t FAILED (exit $rc); last lines of its log:"
         tail -40 "$log"
-        for a in "$work"/crash-"$t"-*; do
+        for a in "$artifacts/$t"-*; do
             [ -e "$a" ] && echo "fuzz-smoke: reproducer $a: $(od -An -tx1 "$a" | head -4 | tr -s ' ')"
         done
     else
