@@ -43,7 +43,11 @@ fn raw_ioctl(fd: i32, cmd: &mut mem_enc_cmd) -> i32 {
             cmd as *mut mem_enc_cmd,
         )
     };
-    if r < 0 { -std::io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { r }
+    if r < 0 {
+        -std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        r
+    }
 }
 
 fn as_bytes(cmd: &mem_enc_cmd) -> [u8; 24] {
@@ -84,7 +88,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     if cmd.flags & !supported != 0 {
-        assert_eq!(r, -libc::EINVAL, "flags {:#x} supported {supported:#x}", cmd.flags);
+        assert_eq!(
+            r,
+            -libc::EINVAL,
+            "flags {:#x} supported {supported:#x}",
+            cmd.flags
+        );
         assert_eq!(after, before, "a rejected command was modified");
         return;
     }

@@ -64,17 +64,27 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(r, e, "fd {fd} size {size} null {}", ptr.is_null());
     }
     if r != 0 {
-        assert!(buf.iter().all(|&b| b == FILL), "a refused probe wrote to caps");
+        assert!(
+            buf.iter().all(|&b| b == FILL),
+            "a refused probe wrote to caps"
+        );
         return;
     }
-    assert!(buf[size..].iter().all(|&b| b == FILL), "wrote past caps_size");
-    assert!(buf[own.min(size)..size].iter().all(|&b| b == 0), "tail not zeroed");
+    assert!(
+        buf[size..].iter().all(|&b| b == FILL),
+        "wrote past caps_size"
+    );
+    assert!(
+        buf[own.min(size)..size].iter().all(|&b| b == 0),
+        "tail not zeroed"
+    );
     let mut reference = mem_enc_caps::default();
     // SAFETY: a writable struct of the size passed.
     assert_eq!(unsafe { mem_enc_probe(fd, &mut reference, own) }, 0);
     // SAFETY: mem_enc_caps is plain data of `own` bytes.
-    let reference =
-        unsafe { core::slice::from_raw_parts((&reference as *const mem_enc_caps).cast::<u8>(), own) };
+    let reference = unsafe {
+        core::slice::from_raw_parts((&reference as *const mem_enc_caps).cast::<u8>(), own)
+    };
     let n = own.min(size);
     assert_eq!(buf[..n], reference[..n], "answer depends on caps_size");
 });

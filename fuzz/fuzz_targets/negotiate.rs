@@ -57,7 +57,11 @@ fn call(c: &Call) -> Answer {
         c.caps.as_ptr().cast::<mem_enc_caps>()
     };
     let level_out = size_of::<mem_enc_negotiation>();
-    let out_len = if c.export % 6 == 5 { c.out_size } else { level_out };
+    let out_len = if c.export % 6 == 5 {
+        c.out_size
+    } else {
+        level_out
+    };
     let mut out = vec![FILL; out_len + SLACK];
     let mut msg = vec![FILL; c.msg_len + SLACK];
     let o = out.as_mut_ptr();
@@ -86,11 +90,19 @@ fn call(c: &Call) -> Answer {
             _ => mem_enc_negotiate_launch(
                 caps,
                 c.caps.len(),
-                if c.null_req { core::ptr::null() } else { c.req.as_ptr().cast::<mem_enc_launch_request>() },
+                if c.null_req {
+                    core::ptr::null()
+                } else {
+                    c.req.as_ptr().cast::<mem_enc_launch_request>()
+                },
                 c.req.len(),
                 o.cast::<mem_enc_launch_settings>(),
                 c.out_size,
-                if c.null_msg { core::ptr::null_mut() } else { msg.as_mut_ptr().cast::<c_char>() },
+                if c.null_msg {
+                    core::ptr::null_mut()
+                } else {
+                    msg.as_mut_ptr().cast::<c_char>()
+                },
                 c.msg_len,
             ),
         }
@@ -110,7 +122,9 @@ fn normalised(bytes: &[u8], own: usize) -> Vec<u8> {
 fn struct_refusal(bytes: &[u8], ver0: usize, own: usize) -> Option<i32> {
     if bytes.len() < ver0 {
         Some(-libc::EINVAL)
-    } else if bytes.len() > MEM_ENC_CAPS_SIZE_MAX as usize || bytes[own.min(bytes.len())..].iter().any(|&b| b != 0) {
+    } else if bytes.len() > MEM_ENC_CAPS_SIZE_MAX as usize
+        || bytes[own.min(bytes.len())..].iter().any(|&b| b != 0)
+    {
         Some(-libc::E2BIG)
     } else {
         None
@@ -159,10 +173,19 @@ fuzz_target!(|data: &[u8]| {
         a.r
     );
     // Never past the sizes passed.
-    assert!(a.out[out_len..].iter().all(|&b| b == FILL), "wrote past out_size");
-    assert!(a.msg[c.msg_len..].iter().all(|&b| b == FILL), "wrote past msg_len");
+    assert!(
+        a.out[out_len..].iter().all(|&b| b == FILL),
+        "wrote past out_size"
+    );
+    assert!(
+        a.msg[c.msg_len..].iter().all(|&b| b == FILL),
+        "wrote past msg_len"
+    );
     if c.null_msg || !launch {
-        assert!(a.msg.iter().all(|&b| b == FILL), "wrote to a message buffer not passed");
+        assert!(
+            a.msg.iter().all(|&b| b == FILL),
+            "wrote to a message buffer not passed"
+        );
     }
 
     // Input refusals leave every output untouched.
@@ -201,7 +224,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(a.out.iter().all(|&b| b == FILL), "out written on a refusal");
         }
         if !c.null_msg && c.msg_len > 0 {
-            assert!(a.msg[..c.msg_len].contains(&0), "message not NUL-terminated");
+            assert!(
+                a.msg[..c.msg_len].contains(&0),
+                "message not NUL-terminated"
+            );
         }
     } else {
         // SAFETY: the buffer holds a whole struct mem_enc_negotiation written by the call.

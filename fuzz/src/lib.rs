@@ -110,11 +110,7 @@ fn fds() -> &'static Fds {
     static FDS: OnceLock<Fds> = OnceLock::new();
     FDS.get_or_init(|| {
         let null = File::open("/dev/null").expect("/dev/null");
-        let kvm = File::options()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .ok();
+        let kvm = File::options().read(true).write(true).open("/dev/kvm").ok();
         let owned = |r: libc::c_int| {
             // SAFETY: a fresh descriptor returned by the kernel, owned only here.
             (r >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r) })
