@@ -303,15 +303,16 @@ pub const fn vm_type_name(vm_type: u32) -> &'static str {
 }
 
 fn errno_name(err: i32) -> String {
-    match -err {
-        0 => "0".into(),
-        libc::ENXIO => "-ENXIO".into(),
-        libc::ENOTTY => "-ENOTTY".into(),
-        libc::EFAULT => "-EFAULT".into(),
-        libc::EINVAL => "-EINVAL".into(),
-        libc::EIO => "-EIO".into(),
-        libc::E2BIG => "-E2BIG".into(),
-        e => format!("-{e}"),
+    // `err` may come from caller-built caps, i32::MIN included: no overflowing negation.
+    match err.checked_neg() {
+        Some(0) => "0".into(),
+        Some(libc::ENXIO) => "-ENXIO".into(),
+        Some(libc::ENOTTY) => "-ENOTTY".into(),
+        Some(libc::EFAULT) => "-EFAULT".into(),
+        Some(libc::EINVAL) => "-EINVAL".into(),
+        Some(libc::EIO) => "-EIO".into(),
+        Some(libc::E2BIG) => "-E2BIG".into(),
+        _ => format!("{err}"),
     }
 }
 

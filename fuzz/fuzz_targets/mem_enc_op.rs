@@ -1,0 +1,111 @@
+//! `mem_enc_op()` with arbitrary command bytes on every descriptor kind.
+//!
+//! Input: [fd kind][u32 negative fd][24 command bytes][data mode][parameter bytes...].
+//! Data mode bit 0 set: `data` points at a 4 KiB buffer holding the parameter bytes (so a
+//! parameter struct of any command is readable); clear: `data` is the fuzzer's raw value.
+//!
+//! Invariants checked on every input:
+//!  - the return value is 0 or a negative errno;
+//!  - input memenc rejects (negative fd: -EBADF; a flag bit outside
+//!    `mem_enc_cmd_flags_supported()` for the host vendor and id: -EINVAL) leaves all 24 bytes
+//!    unchanged;
+//!  - otherwise only the status word changes: id, flags, data and (SEV) `sev_fd` never do;
+//!  - on a real descriptor of a host without a memory-encryption backend, the result equals
+//!    the raw ioctl's for the same command with memenc's own flag bits removed, and the status
+//!    written back is 0 (the firmware was never reached).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use memenc::capi::op::{mem_enc_cmd_flags_supported, mem_enc_host_vendor, mem_enc_op};
+use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAGS_LIBRARY_MASK, MEM_ENC_VENDOR_SEV, mem_enc_cmd};
+use memenc_fuzz::{Bytes, FdKind, is_neg_errno};
+use std::sync::OnceLock;
+
+const PARAM_LEN: usize = 4096;
+
+/// Whether the real host has a memory-encryption backend on a default VM. With one, the raw
+/// ioctl differential is skipped: it would issue every command twice to the firmware.
+fn real_backend() -> bool {
+    static B: OnceLock<bool> = OnceLock::new();
+    *B.get_or_init(|| {
+        FdKind::Vm
+            .fd(0)
+            .is_some_and(|vm| memenc::encryption_enabled(vm).is_ok())
+    })
+}
+
+fn raw_ioctl(fd: i32, cmd: &mut mem_enc_cmd) -> i32 {
+    // SAFETY: a 24-byte command; `data` is handed to the kernel, which validates it.
+    let r = unsafe {
+        libc::ioctl(
+            fd,
+            memenc::uapi::KVM_MEMORY_ENCRYPT_OP as libc::Ioctl,
+            cmd as *mut mem_enc_cmd,
+        )
+    };
+    if r < 0 {
+        -std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        r
+    }
+}
+
+fn as_bytes(cmd: &mem_enc_cmd) -> [u8; 24] {
+    // SAFETY: mem_enc_cmd is 24 bytes of plain data without padding.
+    unsafe { core::mem::transmute_copy(cmd) }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Bytes(data);
+    let kind = FdKind::pick(input.u8());
+    let negative = input.u32();
+    let mut raw = [0u8; 24];
+    input.fill(&mut raw);
+    let mode = input.u8();
+    let mut param = vec![0u8; PARAM_LEN];
+    let rest = input.rest();
+    param[..rest.len().min(PARAM_LEN)].copy_from_slice(&rest[..rest.len().min(PARAM_LEN)]);
+
+    let Some(fd) = kind.fd(negative) else { return };
+    // SAFETY: any 24 bytes are a valid mem_enc_cmd.
+    let mut cmd: mem_enc_cmd = unsafe { core::mem::transmute(raw) };
+    if mode & 1 != 0 {
+        cmd.data = param.as_mut_ptr() as u64;
+    }
+    let before = as_bytes(&cmd);
+    let vendor = mem_enc_host_vendor();
+    let supported = mem_enc_cmd_flags_supported(vendor, cmd.id);
+
+    // SAFETY: `cmd` is 24 writable bytes; `data` is the buffer above or an arbitrary address
+    // the kernel validates (memenc itself reads it only fault-safely).
+    let r = unsafe { mem_enc_op(fd, &mut cmd) };
+    let after = as_bytes(&cmd);
+
+    assert!(r == 0 || is_neg_errno(r), "return value {r}");
+    if fd < 0 {
+        assert_eq!(r, -libc::EBADF);
+        assert_eq!(after, before, "a rejected command was modified");
+        return;
+    }
+    if cmd.flags & !supported != 0 {
+        assert_eq!(
+            r,
+            -libc::EINVAL,
+            "flags {:#x} supported {supported:#x}",
+            cmd.flags
+        );
+        assert_eq!(after, before, "a rejected command was modified");
+        return;
+    }
+    assert_eq!(after[..16], before[..16], "id, flags or data changed");
+    if vendor == MEM_ENC_VENDOR_SEV {
+        assert_eq!(after[20..], before[20..], "sev_fd changed");
+    }
+    if kind.is_real() && !real_backend() && cmd.flags & MEM_ENC_FLAG_CONTINUE == 0 {
+        let mut reference = cmd;
+        reference.flags &= !MEM_ENC_FLAGS_LIBRARY_MASK;
+        let expect = raw_ioctl(fd, &mut reference);
+        assert_eq!(r, expect, "differs from the raw ioctl");
+        assert_eq!(after[16..20], [0; 4], "status not cleared");
+    }
+});

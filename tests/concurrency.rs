@@ -1,0 +1,376 @@
+//! Concurrency: 8 threads probing (`mem_enc_probe` with -1 and with their own /dev/kvm
+//! descriptor), negotiating (on the host probe and on hand-built capabilities) and issuing
+//! `mem_enc_op` on their own real VMs and vCPUs give exactly what one thread gets alone; and
+//! the probe cache answers the same in a child after `fork()`, whether the parent's cache was
+//! warm or just invalidated, while other threads were in the middle of probing.
+//!
+//! The real-descriptor parts need /dev/kvm (visible SKIPPED line without it). The simulated
+//! launches of the issue plug in as one more step of `workload` once the simulator exists.
+//! Run under helgrind/drd: see TESTING.md.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::Barrier;
+
+use memenc::capi::op::mem_enc_op;
+use memenc::capi::probe::*;
+use memenc::negotiate::*;
+use memenc::probe::*;
+use memenc::{MEM_ENC_FLAG_RETRY, Vendor, mem_enc_cmd};
+
+const THREADS: usize = 8;
+const ROUNDS: usize = 5;
+
+fn have_kvm() -> bool {
+    let ok = std::path::Path::new("/dev/kvm").exists();
+    if !ok {
+        println!("SKIPPED: /dev/kvm absent: real probe, VM and vCPU steps");
+    }
+    ok
+}
+
+fn probe(fd: i32) -> Result<mem_enc_caps, i32> {
+    let mut caps = mem_enc_caps::default();
+    // SAFETY: `caps` is writable for the size passed.
+    match unsafe { mem_enc_probe(fd, &mut caps, size_of::<mem_enc_caps>()) } {
+        0 => Ok(caps),
+        e => Err(e),
+    }
+}
+
+/// A level's answer in comparable form.
+#[derive(Debug, PartialEq, Eq)]
+struct Level {
+    ret: i32,
+    granted: u64,
+    missing: u64,
+    vm_type: u32,
+    init_path: u32,
+    message: Vec<u8>,
+}
+
+fn level(ret: i32, n: &mem_enc_negotiation) -> Level {
+    Level {
+        ret,
+        granted: n.granted,
+        missing: n.missing,
+        vm_type: n.vm_type,
+        init_path: n.init_path,
+        message: n.message.iter().map(|&c| c as u8).collect(),
+    }
+}
+
+/// Everything one thread observes in one round.
+#[derive(Debug, PartialEq, Eq)]
+struct Observed {
+    probe_default: Result<mem_enc_caps, i32>,
+    probe_own_fd: Option<Result<mem_enc_caps, i32>>,
+    levels: Vec<Level>,
+    launch: (i32, mem_enc_launch_settings, Vec<u8>),
+    /// (descriptor kind, id, flags) -> (return value, status bytes).
+    ops: Vec<(&'static str, u32, u32, i32, u64)>,
+}
+
+/// A hand-built SNP host, so the success paths of negotiation run everywhere.
+fn snp_host() -> mem_enc_caps {
+    let mut c = mem_enc_caps {
+        vendor: Vendor::Sev.as_u32(),
+        api_version: mem_enc_cap::known(12),
+        vm_types: mem_enc_cap::known(0b1_1101),
+        sev_vmsa_features: mem_enc_cap::known(MEM_ENC_SEV_FEAT_DEBUG_SWAP),
+        snp_policy_bits: mem_enc_cap::known(MEM_ENC_SNP_POLICY_BITS_STATIC),
+        sev_null_probe: mem_enc_cap::known(1),
+        guest_memfd: mem_enc_cap::known(1),
+        memory_attributes: mem_enc_cap::known(8),
+        ..Default::default()
+    };
+    c.summarize();
+    c
+}
+
+fn workload(kvm: bool) -> Observed {
+    let snp = snp_host();
+    let caps_size = size_of::<mem_enc_caps>();
+    let mut levels = Vec::new();
+    let all = MEM_ENC_VM_TYPES_CONFIDENTIAL;
+    // Host capabilities (NULL: the cached probe) and hand-built ones.
+    let sources: Vec<*const mem_enc_caps> = if kvm {
+        vec![core::ptr::null(), &snp]
+    } else {
+        vec![&snp]
+    };
+    for &caps in &sources {
+        let mut n = mem_enc_negotiation::default();
+        // SAFETY: caps is NULL or a whole struct; `n` is writable.
+        let r = unsafe { mem_enc_negotiate_vm_type(caps, caps_size, all, &mut n) };
+        levels.push(level(r, &n));
+        // SAFETY: as above.
+        let r = unsafe {
+            mem_enc_negotiate_vmsa_features(
+                caps,
+                caps_size,
+                MEM_ENC_VM_TYPE_SNP,
+                0,
+                MEM_ENC_SEV_FEAT_DEBUG_SWAP,
+                &mut n,
+            )
+        };
+        levels.push(level(r, &n));
+        // SAFETY: as above.
+        let r = unsafe {
+            mem_enc_negotiate_snp_policy(caps, caps_size, 0, MEM_ENC_SNP_POLICY_SMT, &mut n)
+        };
+        levels.push(level(r, &n));
+        // SAFETY: as above.
+        let r = unsafe { mem_enc_negotiate_tdx_attributes(caps, caps_size, 0, 1, &mut n) };
+        levels.push(level(r, &n));
+        // SAFETY: as above.
+        let r = unsafe { mem_enc_negotiate_tdx_xfam(caps, caps_size, 0, 3, &mut n) };
+        levels.push(level(r, &n));
+    }
+    let req = mem_enc_launch_request {
+        accept_vm_types: all,
+        vmsa_features_optional: MEM_ENC_SEV_FEAT_DEBUG_SWAP,
+        ..Default::default()
+    };
+    let mut settings = mem_enc_launch_settings::default();
+    let mut msg = vec![0u8; 512];
+    // SAFETY: every pointer has the size passed with it.
+    let r = unsafe {
+        mem_enc_negotiate_launch(
+            &snp,
+            caps_size,
+            &req,
+            size_of::<mem_enc_launch_request>(),
+            &mut settings,
+            size_of::<mem_enc_launch_settings>(),
+            msg.as_mut_ptr().cast(),
+            msg.len(),
+        )
+    };
+    let launch = (r, settings, msg);
+
+    let mut ops = Vec::new();
+    let mut probe_own_fd = None;
+    let probe_default = if kvm { probe(-1) } else { Err(0) };
+    if kvm {
+        let own = File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .unwrap();
+        probe_own_fd = Some(probe(own.as_raw_fd()));
+        // This thread's own VM and vCPU.
+        let vm = kvm_ioctls::Kvm::new().unwrap().create_vm().unwrap();
+        let vcpu = vm.create_vcpu(0).unwrap();
+        for (what, fd) in [("vm", vm.as_raw_fd()), ("vcpu", vcpu.as_raw_fd())] {
+            for id in [0u32, 2, 8, 22, 100, 103, 1000] {
+                for flags in [0, MEM_ENC_FLAG_RETRY, 1 << 20] {
+                    let mut cmd = mem_enc_cmd {
+                        flags,
+                        ..mem_enc_cmd::new(id, 0)
+                    };
+                    cmd.status.hw_error = u64::MAX;
+                    // SAFETY: a 24-byte command without a parameter struct.
+                    let r = unsafe { mem_enc_op(fd, &mut cmd) };
+                    ops.push((what, id, flags, r, cmd.hw_error()));
+                }
+            }
+            // SAFETY: NULL is documented (the backend question).
+            let r = unsafe { mem_enc_op(fd, core::ptr::null_mut()) };
+            ops.push((what, u32::MAX, 0, r, 0));
+        }
+    }
+    Observed {
+        probe_default,
+        probe_own_fd,
+        levels,
+        launch,
+        ops,
+    }
+}
+
+#[test]
+fn eight_threads_agree_with_one() {
+    let kvm = have_kvm();
+    let reference = workload(kvm);
+    // Round 0 starts with an empty cache so the first probes race each other.
+    mem_enc_probe_invalidate();
+    let barrier = Barrier::new(THREADS);
+    let results: Vec<Vec<Observed>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..ROUNDS)
+                        .map(|_| {
+                            barrier.wait();
+                            workload(kvm)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (t, rounds) in results.iter().enumerate() {
+        for (r, got) in rounds.iter().enumerate() {
+            assert_eq!(got, &reference, "thread {t} round {r}");
+        }
+    }
+    if kvm {
+        println!(
+            "{THREADS} threads x {ROUNDS} rounds: {} ops each, all equal to the single-threaded run",
+            reference.ops.len()
+        );
+    }
+}
+
+/// Forks while 7 threads are probing (with invalidation in between), and checks the child's
+/// probe and NULL-caps negotiation answer the same as the parent's.
+fn fork_and_compare(invalidate_first: bool) {
+    let expected = probe(-1).unwrap();
+    let mut expected_level = mem_enc_negotiation::default();
+    // SAFETY: NULL caps (cached probe) and a writable out struct.
+    let expected_ret = unsafe {
+        mem_enc_negotiate_vm_type(
+            core::ptr::null(),
+            0,
+            MEM_ENC_VM_TYPES_CONFIDENTIAL,
+            &mut expected_level,
+        )
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for i in 0..7 {
+            let stop = &stop;
+            s.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_eq!(probe(-1).unwrap(), expected);
+                    if i == 0 {
+                        mem_enc_probe_invalidate();
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if invalidate_first {
+            mem_enc_probe_invalidate();
+        }
+        // SAFETY: the child uses memenc (the code under test), compares, and _exit()s without
+        // touching the other threads' state.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = match probe(-1) {
+                Ok(c) if c == expected => {
+                    let mut n = mem_enc_negotiation::default();
+                    // SAFETY: as in the parent.
+                    let r = unsafe {
+                        mem_enc_negotiate_vm_type(
+                            core::ptr::null(),
+                            0,
+                            MEM_ENC_VM_TYPES_CONFIDENTIAL,
+                            &mut n,
+                        )
+                    };
+                    if r == expected_ret && level(r, &n) == level(expected_ret, &expected_level) {
+                        0
+                    } else {
+                        12
+                    }
+                }
+                Ok(_) => 10,
+                Err(_) => 11,
+            };
+            // SAFETY: leave the child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "child's answer differs");
+    });
+}
+
+#[test]
+fn probe_cache_is_fork_safe_while_threads_probe() {
+    if !have_kvm() {
+        return;
+    }
+    for _ in 0..3 {
+        fork_and_compare(false);
+        fork_and_compare(true);
+    }
+}
+
+/// One raw pthread's job for [`pthreads_agree_with_one`].
+struct Job {
+    barrier: *mut libc::pthread_barrier_t,
+    kvm: bool,
+    out: Vec<Observed>,
+}
+
+extern "C" fn job_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `arg` is the &mut Job the creating thread keeps alive until pthread_join.
+    let job = unsafe { &mut *arg.cast::<Job>() };
+    for _ in 0..ROUNDS {
+        // SAFETY: the barrier outlives every thread (destroyed after the joins).
+        unsafe { libc::pthread_barrier_wait(job.barrier) };
+        job.out.push(workload(job.kvm));
+    }
+    core::ptr::null_mut()
+}
+
+/// The same check as [`eight_threads_agree_with_one`], on raw pthreads with a pthread barrier,
+/// the synchronisation valgrind's helgrind and drd understand (std's futex-based primitives are
+/// invisible to them): this is the test TESTING.md runs under both tools.
+#[test]
+fn pthreads_agree_with_one() {
+    let kvm = have_kvm();
+    let reference = workload(kvm);
+    mem_enc_probe_invalidate();
+    // SAFETY: zeroed storage initialised by pthread_barrier_init before use.
+    let mut barrier: libc::pthread_barrier_t = unsafe { core::mem::zeroed() };
+    // SAFETY: valid barrier storage, default attributes.
+    assert_eq!(
+        unsafe { libc::pthread_barrier_init(&mut barrier, core::ptr::null(), THREADS as u32) },
+        0
+    );
+    let mut jobs: Vec<Job> = (0..THREADS)
+        .map(|_| Job {
+            barrier: &mut barrier,
+            kvm,
+            out: Vec::new(),
+        })
+        .collect();
+    let mut tids = Vec::new();
+    for job in &mut jobs {
+        // SAFETY: zeroed pthread_t storage, filled by pthread_create.
+        let mut tid: libc::pthread_t = unsafe { core::mem::zeroed() };
+        // SAFETY: `job` stays alive and is not touched by this thread until the join.
+        let r = unsafe {
+            libc::pthread_create(
+                &mut tid,
+                core::ptr::null(),
+                job_main,
+                (job as *mut Job).cast(),
+            )
+        };
+        assert_eq!(r, 0);
+        tids.push(tid);
+    }
+    for tid in tids {
+        // SAFETY: joining threads created above, once each.
+        assert_eq!(unsafe { libc::pthread_join(tid, core::ptr::null_mut()) }, 0);
+    }
+    // SAFETY: no thread uses the barrier any more.
+    unsafe { libc::pthread_barrier_destroy(&mut barrier) };
+    for (t, job) in jobs.iter().enumerate() {
+        assert_eq!(job.out.len(), ROUNDS);
+        for (r, got) in job.out.iter().enumerate() {
+            assert_eq!(got, &reference, "pthread {t} round {r}");
+        }
+    }
+}
