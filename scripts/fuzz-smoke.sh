@@ -27,7 +27,8 @@ export RUSTC_BOOTSTRAP=1
 cd "$root/fuzz"
 cargo fuzz build -s "$sanitizer"
 
-bindir="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
+# cargo fuzz honours CARGO_TARGET_DIR (scripts/test-all.sh sets one for every build).
+bindir="${CARGO_TARGET_DIR:-$root/fuzz/target}/x86_64-unknown-linux-gnu/release"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Reproducers are kept (git-ignored): `fuzz/target/.../<target> fuzz/artifacts/<file>` replays one.
