@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     /* Every vCPU exists before LAUNCH_FINISH, which encrypts and measures their VMSAs. */
     int vcpus[GUEST_VCPUS];
     for (uint32_t i = 0; i < GUEST_VCPUS; i++)
-        vcpus[i] = launch_vcpu_create(&host, vm, i);
+        vcpus[i] = launch_vcpu_create(vm, i);
     launch_step("KVM_CREATE_VCPU: %d vCPUs", GUEST_VCPUS);
 
     struct mem_enc_snp_launch_finish_args finish = {0}; /* no ID block, host_data zero */

@@ -1408,6 +1408,33 @@ MEM_ENC_WARN_UNUSED int mem_enc_mem_unregister_region(int vm_fd, void *addr, siz
 MEM_ENC_WARN_UNUSED int mem_enc_mem_create_guest_memfd(int vm_fd, uint64_t size, uint64_t flags);
 
 /**
+ * KVM_SET_USER_MEMORY_REGION (v1, every kernel): adds, moves or deletes a memslot of ordinary
+ * memory (no guest_memfd), as SEV and SEV-ES guests and kernels before 6.8 use. For SNP and
+ * TDX private memory use `mem_enc_mem_set_user_memory_region2()`.
+ *
+ * Arguments:
+ *  "vm_fd"           - the VM descriptor.
+ *  "slot"            - slot number (address space in bits 16-31).
+ *  "flags"           - `KVM_MEM_LOG_DIRTY_PAGES` and/or `KVM_MEM_READONLY` (1, 2).
+ *  "guest_phys_addr" - guest physical address (page aligned).
+ *  "memory_size"     - size in bytes (page aligned; 0 deletes the slot).
+ *  "userspace_addr"  - the memory backing the slot (page aligned).
+ *
+ * Returns: 0, or -EINVAL (another flag, misaligned, bad slot, a VM type without that address
+ * space), -EEXIST (overlap), -EFAULT, -EBADF.
+ *
+ * # Safety
+ * "userspace_addr" is checked by the kernel; it must stay mapped while the slot exists.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_mem_set_user_memory_region(int vm_fd,
+                                       uint32_t slot,
+                                       uint32_t flags,
+                                       uint64_t guest_phys_addr,
+                                       uint64_t memory_size,
+                                       void *userspace_addr);
+
+/**
  * KVM_SET_USER_MEMORY_REGION2: adds, moves or deletes a memslot, optionally backed by a
  * guest_memfd for its private pages.
  *
@@ -2151,7 +2178,8 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_vm_create(const char *profile);
 
 /**
  * Creates a simulated VM of `vm_type` (test and demo support), as KVM_CREATE_VM on the
- * profile's `/dev/kvm`.
+ * profile's `/dev/kvm`. A VMM opens the simulated `/dev/kvm` (`mem_enc_sim_kvm_open()`) and
+ * calls `mem_enc_vm_create()` on it, as on a real host.
  *
  * Arguments:
  *  "profile" - the profile name (see `mem_enc_sim_kvm_open()`).
@@ -2169,7 +2197,8 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_vm_create_type(const char *profile, uint32_t
 /**
  * KVM_CREATE_VCPU on a simulated VM (test and demo support), with the kernel's checks
  * (e.g. TDX: -EIO before KVM_TDX_INIT_VM, -EINVAL without a split irqchip; -EEXIST for an id
- * in use). The same as `ioctl(vm_fd, KVM_CREATE_VCPU, id)` on that descriptor.
+ * in use). A VMM calls `mem_enc_vcpu_create()`, which does the same on real and simulated VMs;
+ * this one refuses real descriptors.
  *
  * Arguments:
  *  "vm_fd" - a simulated VM descriptor (borrowed).
@@ -2523,6 +2552,63 @@ void mem_enc_set_trace(mem_enc_trace_fn callback, void *userdata);
  * Returns: the previous limit.
  */
 uint32_t mem_enc_set_retry_limit(uint32_t limit);
+
+/**
+ * KVM_CREATE_VM: a new VM. Works on a real `/dev/kvm` and on a simulated one
+ * (`mem_enc_sim_kvm_open()`) alike.
+ *
+ * Arguments:
+ *  "kvm_fd"  - an open /dev/kvm descriptor (borrowed).
+ *  "vm_type" - the KVM VM type: `MEM_ENC_VM_TYPE_*`, or `mem_enc_launch_settings.create_vm_type`
+ *              (0 on the legacy SEV path).
+ *
+ * Returns: the new VM descriptor (close-on-exec; the caller owns it, and closing it and every
+ * descriptor of the VM ends the VM), or -EBADF ("kvm_fd" negative or not open), -EINVAL (a
+ * type this kernel does not create), -ENOTTY (not a /dev/kvm descriptor), -ENOMEM, -EMFILE.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vm_create(int kvm_fd, uint32_t vm_type);
+
+/**
+ * KVM_CREATE_VCPU: a new vCPU of a VM, real or simulated, with the kernel's checks (TDX: -EIO
+ * before KVM_TDX_INIT_VM, -EINVAL without the split irqchip).
+ *
+ * Arguments:
+ *  "vm_fd"   - the VM descriptor (borrowed).
+ *  "vcpu_id" - the vCPU (APIC) id.
+ *
+ * Returns: the new vCPU descriptor (the caller owns it), or -EBADF, -EEXIST (id in use),
+ * -EINVAL (id too large, too many vCPUs, or a TDX VM without the split irqchip), -EIO (TDX VM
+ * before INIT_VM), -ENOMEM.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vcpu_create(int vm_fd, uint32_t vcpu_id);
+
+/**
+ * KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): local APICs in the kernel, IOAPIC and PIC in user
+ * space. TDX vCPUs require it; enable it before the first vCPU.
+ *
+ * Arguments:
+ *  "vm_fd"          - the VM descriptor (borrowed).
+ *  "nr_ioapic_pins" - interrupt routes reserved for the user-space IOAPIC (QEMU: 24; at most
+ *                     4096, `KVM_MAX_IRQ_ROUTES`).
+ *
+ * Returns: 0, or -EINVAL (more than 4096 pins), -EEXIST (already enabled, an in-kernel irqchip
+ * exists, or vCPUs exist), -EBADF.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vm_enable_split_irqchip(int vm_fd, uint32_t nr_ioapic_pins);
+
+/**
+ * KVM_SET_TSC_KHZ on a VM: the TSC frequency of the vCPUs created afterwards. TDX (INIT_VM) and
+ * SNP Secure TSC (SNP_LAUNCH_START) guests have it fixed at launch, so set it before those and
+ * before any vCPU.
+ *
+ * Arguments:
+ *  "vm_fd" - the VM descriptor (borrowed).
+ *  "khz"   - the frequency in kHz; 0 for the host's.
+ *
+ * Returns: 0, or -EINVAL (vCPUs exist, or a frequency the host cannot scale to), -ENOTTY
+ * (kernels before 6.0, which set it per vCPU only), -EBADF.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vm_set_tsc_khz(int vm_fd, uint32_t khz);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -117,7 +117,8 @@ pub unsafe extern "C" fn mem_enc_sim_vm_create(profile: *const c_char) -> c_int 
 }
 
 /// Creates a simulated VM of `vm_type` (test and demo support), as KVM_CREATE_VM on the
-/// profile's `/dev/kvm`.
+/// profile's `/dev/kvm`. A VMM opens the simulated `/dev/kvm` (`mem_enc_sim_kvm_open()`) and
+/// calls `mem_enc_vm_create()` on it, as on a real host.
 ///
 /// Arguments:
 ///  "profile" - the profile name (see `mem_enc_sim_kvm_open()`).
@@ -141,7 +142,8 @@ pub unsafe extern "C" fn mem_enc_sim_vm_create_type(profile: *const c_char, vm_t
 
 /// KVM_CREATE_VCPU on a simulated VM (test and demo support), with the kernel's checks
 /// (e.g. TDX: -EIO before KVM_TDX_INIT_VM, -EINVAL without a split irqchip; -EEXIST for an id
-/// in use). The same as `ioctl(vm_fd, KVM_CREATE_VCPU, id)` on that descriptor.
+/// in use). A VMM calls `mem_enc_vcpu_create()`, which does the same on real and simulated VMs;
+/// this one refuses real descriptors.
 ///
 /// Arguments:
 ///  "vm_fd" - a simulated VM descriptor (borrowed).
