@@ -22,9 +22,6 @@
 #define GUEST_GPA 0x0ull
 #define GUEST_PAGES 4
 #define GUEST_VCPUS 2
-/* Guest policy (SEV API spec, "GUEST_POLICY"): no debugging; SEV-ES guests also set ES. */
-#define SEV_POLICY_NODBG (1u << 0)
-#define SEV_POLICY_ES (1u << 2)
 
 static const char *const guest_state_names[] = {"INVALID", "LAUNCHING", "SECRET", "RUNNING",
                                                 "RECEIVING", "SENDING"};
@@ -85,7 +82,12 @@ int main(int argc, char **argv)
     struct launch_tech tech = {
         .name = args.type ? (strcmp(args.type, "sev") ? "SEV-ES" : "SEV") : "SEV/SEV-ES",
         .auto_profile = "snp@6.18",
-        .request = {.accept_vm_types = accepted_types(args.type)},
+        .request = {
+            .accept_vm_types = accepted_types(args.type),
+            /* The guest owner's policy: no debugging. Negotiation adds ES for SEV-ES guests
+             * (the firmware requires it) and states the policy in plan.sev_policy. */
+            .sev_policy = MEM_ENC_SEV_POLICY_NODBG,
+        },
     };
     struct launch_host host;
     launch_host_select(&host, &args, &tech);
@@ -100,7 +102,7 @@ int main(int argc, char **argv)
     int sev_fd = launch_sev_open(&host, vm);
     uint32_t fw = 0, handle = 0;
     struct mem_enc_sev_start_args start = {
-        .policy = SEV_POLICY_NODBG | (es ? SEV_POLICY_ES : 0),
+        .policy = plan->sev_policy,
     };
     int r = mem_enc_sev_launch_start(vm, sev_fd, &start, sizeof(start), &handle, &fw);
     if (r < 0)

@@ -356,6 +356,52 @@
 #define MEM_ENC_SEV_FEAT_IBPB_ON_ENTRY (1ull << 21)
 
 /**
+ * SEV/SEV-ES guest policy bit 0 (SEV API spec, "GUEST_POLICY"): debugging is forbidden.
+ */
+#define MEM_ENC_SEV_POLICY_NODBG (1u << 0)
+
+/**
+ * SEV/SEV-ES guest policy bit 1: sharing keys with other guests is forbidden.
+ */
+#define MEM_ENC_SEV_POLICY_NOKS (1u << 1)
+
+/**
+ * SEV/SEV-ES guest policy bit 2: SEV-ES is required. The firmware requires it set exactly for
+ * SEV-ES guests; negotiation sets it for them.
+ */
+#define MEM_ENC_SEV_POLICY_ES (1u << 2)
+
+/**
+ * SEV/SEV-ES guest policy bit 3: sending the guest to another platform is forbidden.
+ */
+#define MEM_ENC_SEV_POLICY_NOSEND (1u << 3)
+
+/**
+ * SEV/SEV-ES guest policy bit 4: the guest may not be sent to a platform outside the domain.
+ */
+#define MEM_ENC_SEV_POLICY_DOMAIN (1u << 4)
+
+/**
+ * SEV/SEV-ES guest policy bit 5: the guest may not be sent to a platform without SEV.
+ */
+#define MEM_ENC_SEV_POLICY_SEV (1u << 5)
+
+/**
+ * SEV/SEV-ES guest policy bits 16-23: minimum firmware API major version (a value).
+ */
+#define MEM_ENC_SEV_POLICY_API_MAJOR_MASK (255u << 16)
+
+/**
+ * SEV/SEV-ES guest policy bits 24-31: minimum firmware API minor version (a value).
+ */
+#define MEM_ENC_SEV_POLICY_API_MINOR_MASK (255u << 24)
+
+/**
+ * The SEV/SEV-ES guest policy bits the SEV API defines (bits 6-15 are reserved).
+ */
+#define MEM_ENC_SEV_POLICY_DEFINED (((((((MEM_ENC_SEV_POLICY_NODBG | MEM_ENC_SEV_POLICY_NOKS) | MEM_ENC_SEV_POLICY_ES) | MEM_ENC_SEV_POLICY_NOSEND) | MEM_ENC_SEV_POLICY_DOMAIN) | MEM_ENC_SEV_POLICY_SEV) | MEM_ENC_SEV_POLICY_API_MAJOR_MASK) | MEM_ENC_SEV_POLICY_API_MINOR_MASK)
+
+/**
  * SNP guest policy bits 0-7: minimum firmware API minor version (a value, not flags).
  */
 #define MEM_ENC_SNP_POLICY_API_MINOR_MASK 255ull
@@ -462,9 +508,20 @@
 #define MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 72
 
 /**
+ * The size of `struct mem_enc_launch_request` with `sev_policy` (callers passing
+ * `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` ask for a policy of 0).
+ */
+#define MEM_ENC_LAUNCH_REQUEST_SIZE_VER1 80
+
+/**
  * The first published size of `struct mem_enc_launch_settings`.
  */
 #define MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 56
+
+/**
+ * The size of `struct mem_enc_launch_settings` with `sev_policy`.
+ */
+#define MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1 64
 
 /**
  * Status of one probed fact: the field was not filled in (a zero-filled struct, or a field
@@ -845,6 +902,16 @@ struct mem_enc_launch_request {
    * TDX XFAM bits set if supported.
    */
   uint64_t tdx_xfam_optional;
+  /**
+   * SEV/SEV-ES guest policy (`MEM_ENC_SEV_POLICY_*`, the minimum firmware API version in
+   * bits 16-31). `MEM_ENC_SEV_POLICY_ES` is added for SEV-ES guests; asking for it when the
+   * chosen type is SEV is refused. Added in `MEM_ENC_LAUNCH_REQUEST_SIZE_VER1`.
+   */
+  uint32_t sev_policy;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
 };
 
 /**
@@ -852,8 +919,8 @@ struct mem_enc_launch_request {
  * `create_vm_type` enters what a guest owner must reproduce to compute the expected launch
  * measurement (SEV-ES/SNP: VM type and init path decide whether the FPU/AVX state is in the
  * VMSA, `vmsa_features` and `ghcb_version` are in the VMSA, `snp_policy` is in the launch
- * digest's inputs; TDX: `tdx_attributes` and `tdx_xfam` are in the TD report). Fields that do
- * not apply to the chosen VM type are 0.
+ * digest's inputs, `sev_policy` in the SEV LAUNCH_MEASURE HMAC; TDX: `tdx_attributes` and
+ * `tdx_xfam` are in the TD report). Fields that do not apply to the chosen VM type are 0.
  */
 struct mem_enc_launch_settings {
   /**
@@ -896,6 +963,17 @@ struct mem_enc_launch_settings {
    * `kvm_tdx_init_vm.xfam`.
    */
   uint64_t tdx_xfam;
+  /**
+   * SEV/SEV-ES: the guest policy for LAUNCH_START (`mem_enc_sev_start_args.policy`): the
+   * requested bits, with `MEM_ENC_SEV_POLICY_ES` for SEV-ES. Added in
+   * `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1` (a `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0` caller does
+   * not get it).
+   */
+  uint32_t sev_policy;
+  /**
+   * Zero.
+   */
+  uint32_t reserved1;
 };
 
 /**
@@ -1702,17 +1780,20 @@ int mem_enc_negotiate_tdx_xfam(const struct mem_enc_caps *caps,
 
 /**
  * Negotiates a whole launch: the VM type, then every setting that applies to it (GHCB
- * version, vmsa_features, SNP policy; or TDX attributes and XFAM). `*out` states every setting
- * that changes the launch measurement (legacy vs INIT2 path, vmsa_features, ghcb_version,
- * policy; TDX attributes and xfam), so a guest owner can compute the expected digest.
+ * version, vmsa_features, SEV/SEV-ES or SNP policy; or TDX attributes and XFAM). `*out`
+ * states every setting that changes the launch measurement (legacy vs INIT2 path,
+ * vmsa_features, ghcb_version, policy; TDX attributes and xfam), so a guest owner can compute
+ * the expected digest.
  * Command flags are per command: see `mem_enc_cmd_flags_supported()`.
  *
  * Arguments:
  *  "caps", "caps_size" - as for `mem_enc_negotiate_vm_type()`.
- *  "req", "req_size"   - the request; at least `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` bytes, a
- *                        larger one with an all-zero tail.
+ *  "req", "req_size"   - the request; at least `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` bytes
+ *                        (`sizeof`, `MEM_ENC_LAUNCH_REQUEST_SIZE_VER1`, to pass `sev_policy`),
+ *                        a larger one with an all-zero tail.
  *  "out", "out_size"   - the settings; at least `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0` bytes
- *                        (a larger struct gets a zeroed tail). Written only on success.
+ *                        (`MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1` to receive `sev_policy`; a larger
+ *                        struct gets a zeroed tail). Written only on success.
  *  "msg", "msg_len"    - optional (NULL, 0): a NUL-terminated sentence, the plan on success or
  *                        the reason on a refusal.
  *
