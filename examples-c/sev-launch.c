@@ -47,7 +47,7 @@ static void sev_init(int vm, const struct mem_enc_launch_settings *plan)
     case MEM_ENC_INIT_SEV_INIT2: {
         struct mem_enc_sev_init2_args init = {
             .vmsa_features = plan->vmsa_features,
-            .ghcb_version = (uint16_t)plan->ghcb_version,
+            .ghcb_version = plan->ghcb_version,
         };
         r = mem_enc_sev_init2(vm, &init, sizeof(init), &fw);
         if (r < 0)

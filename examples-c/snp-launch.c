@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     uint32_t fw = 0;
     struct mem_enc_sev_init2_args init = {
         .vmsa_features = plan->vmsa_features,
-        .ghcb_version = (uint16_t)plan->ghcb_version,
+        .ghcb_version = plan->ghcb_version,
     };
     int r = mem_enc_sev_init2(vm, &init, sizeof(init), &fw);
     if (r < 0)

@@ -867,9 +867,15 @@ struct mem_enc_launch_request {
    */
   uint32_t accept_vm_types;
   /**
-   * SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT).
+   * SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT). The
+   * kernel's width (`kvm_sev_init.ghcb_version`, `mem_enc_sev_init2_args.ghcb_version`).
    */
-  uint32_t ghcb_version;
+  uint16_t ghcb_version;
+  /**
+   * Must be 0 (the upper half of the first layout's 32-bit `ghcb_version`: a caller
+   * built against that header passes the same bytes).
+   */
+  uint16_t reserved0;
   /**
    * SEV-ES/SNP `vmsa_features` the VM must have.
    */
@@ -911,7 +917,7 @@ struct mem_enc_launch_request {
   /**
    * Must be 0.
    */
-  uint32_t reserved;
+  uint32_t reserved1;
 };
 
 /**
@@ -940,9 +946,15 @@ struct mem_enc_launch_settings {
    */
   uint32_t init_path;
   /**
-   * The GHCB version to pass (`kvm_sev_init.ghcb_version`; legacy ES_INIT: 1, implied).
+   * The GHCB version to pass (`kvm_sev_init.ghcb_version`, the same width as
+   * `mem_enc_sev_init2_args.ghcb_version`; legacy ES_INIT: 1, implied).
    */
-  uint32_t ghcb_version;
+  uint16_t ghcb_version;
+  /**
+   * Zero (the upper half of the first layout's 32-bit `ghcb_version`: a caller built
+   * against that header reads the same value).
+   */
+  uint16_t reserved0;
   /**
    * 1 when the legacy INIT/ES_INIT path is used (a different launch measurement).
    */

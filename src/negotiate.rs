@@ -128,7 +128,7 @@ pub const MEM_ENC_TDX_ATTR_KL: u64 = 1u64 << 31;
 pub const MEM_ENC_TDX_ATTR_PERFMON: u64 = 1u64 << 63;
 
 /// The largest GHCB protocol version KVM implements (`GHCB_VERSION_MAX`).
-pub const MEM_ENC_GHCB_VERSION_MAX: u32 = 2;
+pub const MEM_ENC_GHCB_VERSION_MAX: u16 = 2;
 
 /// Bit names, for messages.
 type Names = &'static [(u32, &'static str)];
@@ -565,7 +565,7 @@ pub fn vmsa_features(
 /// The GHCB protocol version for a VM: `requested` 0 means the kernel's default. Plain SEV and
 /// legacy SEV take 0; legacy SEV-ES is fixed at 1; INIT2 SEV-ES takes 1 or 2 (default 2); SNP
 /// needs 2.
-pub fn ghcb_version(choice: &VmChoice, requested: u32) -> Result<u32, Refusal> {
+pub fn ghcb_version(choice: &VmChoice, requested: u16) -> Result<u16, Refusal> {
     let refuse = |errno: i32, why: String| Refusal {
         errno: Errno(errno),
         missing: 0,
@@ -806,8 +806,12 @@ impl Default for mem_enc_negotiation {
 pub struct mem_enc_launch_request {
     /// The VM types the caller accepts (bit n: type n; `MEM_ENC_VM_TYPES_CONFIDENTIAL` bits).
     pub accept_vm_types: u32,
-    /// SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT).
-    pub ghcb_version: u32,
+    /// SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT). The
+    /// kernel's width (`kvm_sev_init.ghcb_version`, `mem_enc_sev_init2_args.ghcb_version`).
+    pub ghcb_version: u16,
+    /// Must be 0 (the upper half of the first layout's 32-bit `ghcb_version`: a caller
+    /// built against that header passes the same bytes).
+    pub reserved0: u16,
     /// SEV-ES/SNP `vmsa_features` the VM must have.
     pub vmsa_features_required: u64,
     /// SEV-ES/SNP `vmsa_features` the VM gets if the host has them.
@@ -829,7 +833,7 @@ pub struct mem_enc_launch_request {
     /// chosen type is SEV is refused. Added in `MEM_ENC_LAUNCH_REQUEST_SIZE_VER1`.
     pub sev_policy: u32,
     /// Must be 0.
-    pub reserved: u32,
+    pub reserved1: u32,
 }
 
 /// The first published size of `struct mem_enc_launch_request`.
@@ -855,8 +859,12 @@ pub struct mem_enc_launch_settings {
     pub create_vm_type: u32,
     /// `MEM_ENC_INIT_*`: KVM_SEV_INIT2, legacy KVM_SEV_INIT / KVM_SEV_ES_INIT, or KVM_TDX_INIT_VM.
     pub init_path: u32,
-    /// The GHCB version to pass (`kvm_sev_init.ghcb_version`; legacy ES_INIT: 1, implied).
-    pub ghcb_version: u32,
+    /// The GHCB version to pass (`kvm_sev_init.ghcb_version`, the same width as
+    /// `mem_enc_sev_init2_args.ghcb_version`; legacy ES_INIT: 1, implied).
+    pub ghcb_version: u16,
+    /// Zero (the upper half of the first layout's 32-bit `ghcb_version`: a caller built
+    /// against that header reads the same value).
+    pub reserved0: u16,
     /// 1 when the legacy INIT/ES_INIT path is used (a different launch measurement).
     pub legacy: u32,
     /// `kvm_sev_init.vmsa_features`.
@@ -886,6 +894,10 @@ const _: () = {
     assert!(size_of::<mem_enc_launch_settings>() == MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1 as usize);
     assert!(core::mem::offset_of!(mem_enc_launch_request, sev_policy) == 72);
     assert!(core::mem::offset_of!(mem_enc_launch_settings, sev_policy) == 56);
+    // The GHCB version where 0.1 had a u32: the same bytes on little-endian x86.
+    assert!(core::mem::offset_of!(mem_enc_launch_request, ghcb_version) == 4);
+    assert!(core::mem::offset_of!(mem_enc_launch_settings, ghcb_version) == 16);
+    assert!(core::mem::offset_of!(mem_enc_launch_settings, legacy) == 20);
     assert!(MEM_ENC_VM_TYPE_SEV == crate::uapi::KVM_X86_SEV_VM);
     assert!(MEM_ENC_VM_TYPE_SEV_ES == crate::uapi::KVM_X86_SEV_ES_VM);
     assert!(MEM_ENC_VM_TYPE_SNP == crate::uapi::KVM_X86_SNP_VM);
@@ -901,10 +913,10 @@ pub fn launch(
     caps: &mem_enc_caps,
     req: &mem_enc_launch_request,
 ) -> Result<(mem_enc_launch_settings, String), Refusal> {
-    if req.reserved != 0 {
+    if req.reserved0 != 0 || req.reserved1 != 0 {
         return Err(Refusal::invalid(
             0,
-            "launch request: the reserved field must be 0".into(),
+            "launch request: the reserved fields must be 0".into(),
         ));
     }
     let choice = vm_type(caps, req.accept_vm_types)?;
@@ -1496,6 +1508,7 @@ mod tests {
                 create_vm_type: 4,
                 init_path: MEM_ENC_INIT_SEV_INIT2,
                 ghcb_version: 2,
+                reserved0: 0,
                 legacy: 0,
                 vmsa_features: MEM_ENC_SEV_FEAT_DEBUG_SWAP,
                 snp_policy: 0x3_0000,

@@ -141,10 +141,17 @@ fn invalid_policies_are_refused() {
         (request(SNP, MEM_ENC_SEV_POLICY_NODBG), "SEV policy"),
         (
             mem_enc_launch_request {
-                reserved: 1,
+                reserved1: 1,
                 ..request(SEV_ES, 0)
             },
-            "reserved field",
+            "reserved fields",
+        ),
+        (
+            mem_enc_launch_request {
+                reserved0: 1,
+                ..request(SEV_ES, 0)
+            },
+            "reserved fields",
         ),
     ];
     for (req, says) in cases {
@@ -233,7 +240,7 @@ fn every_negotiated_sev_policy_launches() {
                     _ => {
                         let init = mem_enc_sev_init2_args {
                             vmsa_features: s.vmsa_features,
-                            ghcb_version: s.ghcb_version as u16,
+                            ghcb_version: s.ghcb_version,
                             ..Default::default()
                         };
                         mem_enc_sev_init2(vm, &init, size_of_val(&init), &mut fw)
@@ -267,7 +274,7 @@ fn every_negotiated_sev_policy_launches() {
                     _ => {
                         let init = mem_enc_sev_init2_args {
                             vmsa_features: s.vmsa_features,
-                            ghcb_version: s.ghcb_version as u16,
+                            ghcb_version: s.ghcb_version,
                             ..Default::default()
                         };
                         mem_enc_sev_init2(vm2, &init, size_of_val(&init), &mut fw)
@@ -287,4 +294,51 @@ fn every_negotiated_sev_policy_launches() {
             close(kvm);
         }
     }
+}
+
+/// `ghcb_version` has the kernel's 16-bit width in the request, the settings and
+/// `mem_enc_sev_init2_args`, at the offsets the first (32-bit) layout had: a caller built
+/// against that layout passes and reads the same bytes.
+#[test]
+fn ghcb_version_is_16_bits_everywhere_and_old_layout_bytes_still_work() {
+    use memenc::capi::sev::mem_enc_sev_init2_args;
+    // The same type in all three (this does not compile otherwise).
+    let _: [u16; 3] = [
+        mem_enc_launch_settings::default().ghcb_version,
+        mem_enc_sev_init2_args::default().ghcb_version,
+        mem_enc_launch_request::default().ghcb_version,
+    ];
+    assert_eq!(
+        std::mem::offset_of!(mem_enc_launch_request, ghcb_version),
+        4
+    );
+    assert_eq!(
+        std::mem::offset_of!(mem_enc_launch_settings, ghcb_version),
+        16
+    );
+
+    let kvm = sim_kvm("snp@6.18");
+    let caps = probe(kvm);
+    // An old caller's request: ghcb_version 1 written as a 32-bit value.
+    let mut bytes = [0u8; REQ_SIZE];
+    bytes[..4].copy_from_slice(&SEV_ES.to_le_bytes());
+    bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+    // SAFETY: REQ_SIZE bytes.
+    let req: mem_enc_launch_request = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let (r, out, msg) = negotiate_raw(
+        &caps,
+        &req,
+        MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize,
+        MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 as usize,
+    );
+    assert_eq!(r, 0, "{msg}");
+    // ...reads its 32-bit field back as 1.
+    assert_eq!(u32::from_le_bytes(out[16..20].try_into().unwrap()), 1);
+    // A value that did not fit 16 bits lands in reserved0: refused, not truncated.
+    bytes[4..8].copy_from_slice(&0x1_0002u32.to_le_bytes());
+    // SAFETY: as above.
+    let req: mem_enc_launch_request = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let (r, _, msg) = negotiate_raw(&caps, &req, REQ_SIZE, OUT_SIZE);
+    assert_eq!(r, -libc::EINVAL, "{msg}");
+    close(kvm);
 }
