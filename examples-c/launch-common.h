@@ -358,8 +358,7 @@ static inline void launch_print_sim_digest(const struct launch_host *host, int v
                "attestation report)\n", label);
         return;
     }
-    /* Zeroed: memenc writes it with process_vm_writev, which valgrind does not track. */
-    uint8_t digest[MEM_ENC_SIM_DIGEST_MAX] = {0};
+    uint8_t digest[MEM_ENC_SIM_DIGEST_MAX];
     int n = mem_enc_sim_launch_digest(vm, digest, sizeof(digest));
     if (n < 0)
         launch_die("mem_enc_sim_launch_digest", n);

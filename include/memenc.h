@@ -2333,7 +2333,6 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_sev_device_open(int vm_fd);
  *  -EINVAL  no launch has started (no LAUNCH_START, SNP_LAUNCH_START or INIT_VM yet), or
  *           out is NULL
  *  -ENOSPC  out_len is too small (nothing written)
- *  -EFAULT  out is not writable
  *
  * # Safety
  * `out` is NULL or points to `out_len` writable bytes.
