@@ -9,8 +9,9 @@
  *    failure is reported);
  *  - host selection: probe (mem_enc_probe), negotiate (mem_enc_negotiate_launch), and the
  *    first line of output, "host: real (...)" or "host: SIMULATED (profile ...)";
- *  - the few operations that differ between the real and the simulated host: creating VMs and
- *    vCPUs, opening /dev/sev, enabling the split irqchip, reading the launch digest;
+ *  - the VM plumbing (mem_enc_vm_create, mem_enc_vcpu_create, ...), one path for the real and
+ *    the simulated host; what differs is only opening /dev/kvm and /dev/sev, and reading the
+ *    launch digest (the simulated host shows it, a real one does not);
  *  - error reports: errno sentence (mem_enc_strerror), firmware status (mem_enc_fw_describe)
  *    and the stage that refused the call (mem_enc_last_stage); exit 1;
  *  - guest memory: a deterministic image, and guest_memfd-backed private memory.
@@ -25,12 +26,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/kvm.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -64,8 +63,9 @@ static inline const char *launch_stage_name(uint32_t stage)
 }
 
 /*
- * A failed typed helper (mem_enc_sev_*, _snp_*, _tdx_*, _mem_*): the errno sentence, the
- * firmware status and the stage, then exit 1. Call it right after the helper: the stage is
+ * A failed call that sets mem_enc_last_stage() (mem_enc_op, mem_enc_sev_*, _snp_*, _tdx_*,
+ * _mem_*, _vm_*, mem_enc_vcpu_create): the errno sentence, the firmware status and the stage,
+ * then exit 1. Call it right after the helper: the stage is
  * per thread and the next helper call replaces it.
  */
 static inline void launch_die_helper(const char *what, int ret, uint32_t vendor, uint64_t fw)
@@ -81,14 +81,14 @@ static inline void launch_die_helper(const char *what, int ret, uint32_t vendor,
     exit(LAUNCH_EXIT_FAILED);
 }
 
-/* A failed call that is not a typed helper (a raw ioctl, open, a mem_enc_sim_* or
- * negotiation function): there is no firmware status or stage to report. */
+/* A failed call that does not set the stage (open, a mem_enc_sim_* or negotiation
+ * function): there is no firmware status or stage to report. */
 static inline void launch_die(const char *what, int ret)
 {
     fprintf(stderr, "%s: %s failed: %d (%s): %s\n", launch_prog, what, ret,
             launch_errno_name(ret), mem_enc_strerror(ret));
     fprintf(stderr, "  firmware status: not reached (not a firmware command)\n");
-    fprintf(stderr, "  stage: kernel or library call outside the typed helpers\n");
+    fprintf(stderr, "  stage: not a KVM command (no stage recorded)\n");
     exit(LAUNCH_EXIT_FAILED);
 }
 
@@ -305,15 +305,12 @@ static inline void launch_host_select(struct launch_host *host, const struct lau
     printf("plan: %s\n", host->plan_msg);
 }
 
-/* KVM_CREATE_VM of the negotiated type. The simulated host's /dev/kvm takes no raw ioctl from
- * C, so it has its own constructor. */
+/* KVM_CREATE_VM of the negotiated type: one call for the real and the simulated /dev/kvm. */
 static inline int launch_vm_create(const struct launch_host *host)
 {
-    uint32_t type = host->plan.create_vm_type;
-    int vm = host->profile ? mem_enc_sim_vm_create_type(host->profile, type)
-                           : ioctl(host->kvm_fd, KVM_CREATE_VM, (unsigned long)type);
+    int vm = mem_enc_vm_create(host->kvm_fd, host->plan.create_vm_type);
     if (vm < 0)
-        launch_die("KVM_CREATE_VM", host->profile ? vm : -errno);
+        launch_die_helper("KVM_CREATE_VM", vm, MEM_ENC_VENDOR_NONE, 0);
     if (host->inject) {
         char *end = NULL;
         unsigned long id = strtoul(host->inject, &end, 0);
@@ -333,35 +330,22 @@ static inline int launch_vm_create(const struct launch_host *host)
     return vm;
 }
 
-static inline int launch_vcpu_create(const struct launch_host *host, int vm, uint32_t id)
+static inline int launch_vcpu_create(int vm, uint32_t id)
 {
-    int vcpu = host->profile ? mem_enc_sim_vcpu_create(vm, id)
-                             : ioctl(vm, KVM_CREATE_VCPU, (unsigned long)id);
+    int vcpu = mem_enc_vcpu_create(vm, id);
     if (vcpu < 0)
-        launch_die("KVM_CREATE_VCPU", host->profile ? vcpu : -errno);
+        launch_die_helper("KVM_CREATE_VCPU", vcpu, MEM_ENC_VENDOR_NONE, 0);
     return vcpu;
 }
 
-/* /dev/sev (the PSP driver), which LAUNCH_START and the SNP commands take as sev_fd. */
+/* /dev/sev (the PSP driver), which LAUNCH_START and the SNP commands take as sev_fd. The one
+ * step that differs: the simulated host's firmware device belongs to the simulated VM. */
 static inline int launch_sev_open(const struct launch_host *host, int vm)
 {
     int fd = host->profile ? mem_enc_sim_sev_device_open(vm) : open("/dev/sev", O_RDWR | O_CLOEXEC);
     if (fd < 0)
         launch_die("open /dev/sev", host->profile ? fd : -errno);
     return fd;
-}
-
-/*
- * KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), which TDX vCPUs need. Returns 0 or -errno. memenc has
- * no helper for it, and a raw KVM_ENABLE_CAP on a simulated VM descriptor goes to the real
- * kernel, so on the simulated host this is -EOPNOTSUPP (the caller says so).
- */
-static inline int launch_enable_split_irqchip(const struct launch_host *host, int vm)
-{
-    if (host->profile)
-        return -EOPNOTSUPP;
-    struct kvm_enable_cap cap = {.cap = KVM_CAP_SPLIT_IRQCHIP, .args = {24}};
-    return ioctl(vm, KVM_ENABLE_CAP, &cap) < 0 ? -errno : 0;
 }
 
 /* The launch digest as memenc's simulated host computed it; a real host does not show it to
@@ -374,8 +358,7 @@ static inline void launch_print_sim_digest(const struct launch_host *host, int v
                "attestation report)\n", label);
         return;
     }
-    /* Zeroed: memenc writes it with process_vm_writev, which valgrind does not track. */
-    uint8_t digest[MEM_ENC_SIM_DIGEST_MAX] = {0};
+    uint8_t digest[MEM_ENC_SIM_DIGEST_MAX];
     int n = mem_enc_sim_launch_digest(vm, digest, sizeof(digest));
     if (n < 0)
         launch_die("mem_enc_sim_launch_digest", n);

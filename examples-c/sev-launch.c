@@ -3,7 +3,7 @@
  * sev-launch: an AMD SEV / SEV-ES guest launch, the way a VMM performs it with memenc.
  *
  *   probe + negotiate -> KVM_CREATE_VM -> INIT2 (or legacy INIT / ES_INIT, as negotiated)
- *   -> LAUNCH_START (/dev/sev) -> REG_REGION + LAUNCH_UPDATE_DATA of the guest image
+ *   -> LAUNCH_START (/dev/sev) -> memslot + REG_REGION -> LAUNCH_UPDATE_DATA of the image
  *   -> vCPUs [-> LAUNCH_UPDATE_VMSA for SEV-ES] -> LAUNCH_MEASURE (length, then fetch)
  *   -> LAUNCH_FINISH -> GUEST_STATUS
  *
@@ -19,11 +19,9 @@
  */
 #include "launch-common.h"
 
+#define GUEST_GPA 0x0ull
 #define GUEST_PAGES 4
 #define GUEST_VCPUS 2
-/* Guest policy (SEV API spec, "GUEST_POLICY"): no debugging; SEV-ES guests also set ES. */
-#define SEV_POLICY_NODBG (1u << 0)
-#define SEV_POLICY_ES (1u << 2)
 
 static const char *const guest_state_names[] = {"INVALID", "LAUNCHING", "SECRET", "RUNNING",
                                                 "RECEIVING", "SENDING"};
@@ -49,7 +47,7 @@ static void sev_init(int vm, const struct mem_enc_launch_settings *plan)
     case MEM_ENC_INIT_SEV_INIT2: {
         struct mem_enc_sev_init2_args init = {
             .vmsa_features = plan->vmsa_features,
-            .ghcb_version = (uint16_t)plan->ghcb_version,
+            .ghcb_version = plan->ghcb_version,
         };
         r = mem_enc_sev_init2(vm, &init, sizeof(init), &fw);
         if (r < 0)
@@ -84,7 +82,12 @@ int main(int argc, char **argv)
     struct launch_tech tech = {
         .name = args.type ? (strcmp(args.type, "sev") ? "SEV-ES" : "SEV") : "SEV/SEV-ES",
         .auto_profile = "snp@6.18",
-        .request = {.accept_vm_types = accepted_types(args.type)},
+        .request = {
+            .accept_vm_types = accepted_types(args.type),
+            /* The guest owner's policy: no debugging. Negotiation adds ES for SEV-ES guests
+             * (the firmware requires it) and states the policy in plan.sev_policy. */
+            .sev_policy = MEM_ENC_SEV_POLICY_NODBG,
+        },
     };
     struct launch_host host;
     launch_host_select(&host, &args, &tech);
@@ -99,20 +102,26 @@ int main(int argc, char **argv)
     int sev_fd = launch_sev_open(&host, vm);
     uint32_t fw = 0, handle = 0;
     struct mem_enc_sev_start_args start = {
-        .policy = SEV_POLICY_NODBG | (es ? SEV_POLICY_ES : 0),
+        .policy = plan->sev_policy,
     };
     int r = mem_enc_sev_launch_start(vm, sev_fd, &start, sizeof(start), &handle, &fw);
     if (r < 0)
         launch_die_helper("KVM_SEV_LAUNCH_START", r, MEM_ENC_VENDOR_SEV, fw);
     launch_step("KVM_SEV_LAUNCH_START: policy 0x%x, guest handle %u", start.policy, handle);
 
-    /* Guest RAM is pinned for the guest's lifetime (QEMU registers every RAM block), then the
-     * image is encrypted in place and measured. */
+    /* Guest RAM: a memslot (v1: SEV memory is ordinary memory, and kernels before 6.8 have no
+     * other), pinned for the guest's lifetime (QEMU registers every RAM block); then the image
+     * is encrypted in place and measured. */
     size_t size = GUEST_PAGES * LAUNCH_PAGE_SIZE;
     uint8_t *ram = launch_mem_alloc(size);
+    r = mem_enc_mem_set_user_memory_region(vm, 0, 0, GUEST_GPA, size, ram);
+    if (r < 0)
+        launch_die_helper("KVM_SET_USER_MEMORY_REGION", r, MEM_ENC_VENDOR_NONE, 0);
     r = mem_enc_mem_register_region(vm, ram, size);
     if (r < 0)
         launch_die_helper("KVM_MEMORY_ENCRYPT_REG_REGION", r, MEM_ENC_VENDOR_SEV, 0);
+    launch_step("memslot 0 at gpa 0x%llx (%zu KiB), region registered",
+                (unsigned long long)GUEST_GPA, size / 1024);
     launch_image_fill(ram, GUEST_PAGES);
     r = mem_enc_sev_launch_update_data(vm, ram, size, &fw);
     if (r < 0)
@@ -121,7 +130,7 @@ int main(int argc, char **argv)
 
     int vcpus[GUEST_VCPUS];
     for (uint32_t i = 0; i < GUEST_VCPUS; i++)
-        vcpus[i] = launch_vcpu_create(&host, vm, i);
+        vcpus[i] = launch_vcpu_create(vm, i);
     launch_step("KVM_CREATE_VCPU: %d vCPUs", GUEST_VCPUS);
     if (es) {
         /* Every vCPU's register state becomes an encrypted, measured VMSA. */

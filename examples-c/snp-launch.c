@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     uint32_t fw = 0;
     struct mem_enc_sev_init2_args init = {
         .vmsa_features = plan->vmsa_features,
-        .ghcb_version = (uint16_t)plan->ghcb_version,
+        .ghcb_version = plan->ghcb_version,
     };
     int r = mem_enc_sev_init2(vm, &init, sizeof(init), &fw);
     if (r < 0)
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     /* Every vCPU exists before LAUNCH_FINISH, which encrypts and measures their VMSAs. */
     int vcpus[GUEST_VCPUS];
     for (uint32_t i = 0; i < GUEST_VCPUS; i++)
-        vcpus[i] = launch_vcpu_create(&host, vm, i);
+        vcpus[i] = launch_vcpu_create(vm, i);
     launch_step("KVM_CREATE_VCPU: %d vCPUs", GUEST_VCPUS);
 
     struct mem_enc_snp_launch_finish_args finish = {0}; /* no ID block, host_data zero */

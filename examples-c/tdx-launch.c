@@ -2,21 +2,16 @@
 /*
  * tdx-launch: an Intel TDX guest (TD) build, the way a VMM performs it with memenc.
  *
- *   probe + negotiate (attributes, XFAM) -> KVM_CREATE_VM(TDX) -> KVM_TDX_CAPABILITIES
- *   -> KVM_TDX_INIT_VM (CPUID from the capabilities) -> split irqchip + vCPU
- *   -> KVM_TDX_INIT_VCPU -> guest_memfd + memslot + private
+ *   probe + negotiate (attributes, XFAM) -> KVM_CREATE_VM(TDX) -> KVM_SET_TSC_KHZ
+ *   -> KVM_TDX_CAPABILITIES -> KVM_TDX_INIT_VM (CPUID from the capabilities)
+ *   -> split irqchip + vCPU -> KVM_TDX_INIT_VCPU -> guest_memfd + memslot + private
  *   -> KVM_TDX_INIT_MEM_REGION (MEASURE) -> KVM_TDX_FINALIZE_VM
  *
  * It prints the MRTD (on the simulated host; a real host does not show it to the VMM: the
  * guest reads it in its TD report).
  *
- * On the simulated host the vCPU steps cannot run: TDX vCPUs need KVM_CAP_SPLIT_IRQCHIP, and
- * memenc has no call that enables it on a simulated VM (see launch_enable_split_irqchip). The
- * example then builds the TD without them, says so, and exits 77.
- *
  * Usage: tdx-launch [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]
- * Exit: 0 launched, 1 a call failed, 2 usage, 77 no TDX here (without --sim / --auto), or
- * the build was incomplete (simulated host, see above).
+ * Exit: 0 launched, 1 a call failed, 2 usage, 77 no TDX here (without --sim / --auto).
  *
  * Build: cc -Wall -Wextra -Werror tdx-launch.c $(pkg-config --cflags --libs memenc)
  */
@@ -30,6 +25,10 @@
 /* CPUID 0x80000008 EAX: physical (bits 0-7), linear (8-15) and guest physical (16-23)
  * address widths. GPAW 48: four-level EPT. */
 #define CPUID_80000008_EAX_48 0x00303030u
+/* The TD's TSC frequency, fixed by INIT_VM (the TDX module takes it in units of 25 MHz). */
+#define TSC_KHZ 2000000u
+/* Interrupt routes for the user-space IOAPIC (QEMU's number). */
+#define IOAPIC_PINS 24u
 
 /* KVM_TDX_CAPABILITIES: the length query, then the call. The caller frees *entries. */
 static void tdx_capabilities(int vm, struct mem_enc_tdx_capabilities *caps,
@@ -88,6 +87,10 @@ int main(int argc, char **argv)
 
     int vm = launch_vm_create(&host);
     launch_step("KVM_CREATE_VM(type %u): vm fd %d", plan->create_vm_type, vm);
+    int r = mem_enc_vm_set_tsc_khz(vm, TSC_KHZ);
+    if (r < 0)
+        launch_die_helper("KVM_SET_TSC_KHZ", r, MEM_ENC_VENDOR_NONE, 0);
+    launch_step("KVM_SET_TSC_KHZ: %u kHz", TSC_KHZ);
 
     struct mem_enc_tdx_capabilities caps;
     struct mem_enc_cpuid_entry *cpuid;
@@ -102,76 +105,59 @@ int main(int argc, char **argv)
         .cpuid = cpuid,
         .cpuid_nent = nent,
     };
-    int r = mem_enc_tdx_init_vm(vm, &init, sizeof(init), &hw);
+    r = mem_enc_tdx_init_vm(vm, &init, sizeof(init), &hw);
     if (r < 0)
         launch_die_helper("KVM_TDX_INIT_VM", r, MEM_ENC_VENDOR_TDX, hw);
     launch_step("KVM_TDX_INIT_VM: attributes 0x%" PRIx64 ", xfam 0x%" PRIx64 ", %u CPUID leaves",
                 init.attributes, init.xfam, nent);
 
     /* TDX vCPUs need the split irqchip (the local APIC is virtualised by the TDX module). */
-    int vcpu = -1;
-    r = launch_enable_split_irqchip(&host, vm);
-    if (r == -EOPNOTSUPP && host.profile) {
-        launch_step("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): NOT POSSIBLE on the simulated host: "
-                    "memenc has no call for it; skipping the vCPU, INIT_VCPU and "
-                    "INIT_MEM_REGION");
-    } else if (r < 0) {
-        launch_die("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)", r);
-    } else {
-        launch_step("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)");
-        vcpu = launch_vcpu_create(&host, vm, 0);
-        r = mem_enc_tdx_init_vcpu(vcpu, HOB_GPA, &hw);
-        if (r < 0)
-            launch_die_helper("KVM_TDX_INIT_VCPU", r, MEM_ENC_VENDOR_TDX, hw);
-        launch_step("KVM_CREATE_VCPU + KVM_TDX_INIT_VCPU: vCPU 0, rcx 0x%llx",
-                    (unsigned long long)HOB_GPA);
-    }
+    r = mem_enc_vm_enable_split_irqchip(vm, IOAPIC_PINS);
+    if (r < 0)
+        launch_die_helper("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)", r, MEM_ENC_VENDOR_NONE, 0);
+    launch_step("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): %u IOAPIC pins", IOAPIC_PINS);
+    int vcpu = launch_vcpu_create(vm, 0);
+    r = mem_enc_tdx_init_vcpu(vcpu, HOB_GPA, &hw);
+    if (r < 0)
+        launch_die_helper("KVM_TDX_INIT_VCPU", r, MEM_ENC_VENDOR_TDX, hw);
+    launch_step("KVM_CREATE_VCPU + KVM_TDX_INIT_VCPU: vCPU 0, rcx 0x%llx",
+                (unsigned long long)HOB_GPA);
 
     uint64_t size = GUEST_PAGES * LAUNCH_PAGE_SIZE;
     uint8_t *shared = launch_mem_alloc(size);
     int gmem = launch_private_memory(vm, GUEST_GPA, shared, size);
     launch_image_fill(shared, IMAGE_PAGES);
 
-    if (vcpu >= 0) {
-        /* TDH.MEM.PAGE.ADD copies the image into the private pages; MEASURE extends MRTD. */
-        struct mem_enc_tdx_init_mem_region_args region = {
-            .source = shared,
-            .gpa = GUEST_GPA,
-            .nr_pages = IMAGE_PAGES,
-            .flags = MEM_ENC_TDX_MEASURE_MEMORY_REGION,
-        };
-        uint64_t reached = 0;
-        r = mem_enc_tdx_init_mem_region(vcpu, &region, sizeof(region), &reached, &hw);
-        if (r < 0) {
-            fprintf(stderr, "%s: INIT_MEM_REGION stopped at gpa 0x%" PRIx64 "\n", launch_prog,
-                    reached);
-            launch_die_helper("KVM_TDX_INIT_MEM_REGION", r, MEM_ENC_VENDOR_TDX, hw);
-        }
-        launch_step("KVM_TDX_INIT_MEM_REGION(MEASURE): %d pages of guest image, gpa 0x%" PRIx64
-                    "-0x%" PRIx64, IMAGE_PAGES, region.gpa, reached - 1);
+    /* TDH.MEM.PAGE.ADD copies the image into the private pages; MEASURE extends MRTD. */
+    struct mem_enc_tdx_init_mem_region_args region = {
+        .source = shared,
+        .gpa = GUEST_GPA,
+        .nr_pages = IMAGE_PAGES,
+        .flags = MEM_ENC_TDX_MEASURE_MEMORY_REGION,
+    };
+    uint64_t reached = 0;
+    r = mem_enc_tdx_init_mem_region(vcpu, &region, sizeof(region), &reached, &hw);
+    if (r < 0) {
+        fprintf(stderr, "%s: INIT_MEM_REGION stopped at gpa 0x%" PRIx64 "\n", launch_prog,
+                reached);
+        launch_die_helper("KVM_TDX_INIT_MEM_REGION", r, MEM_ENC_VENDOR_TDX, hw);
     }
+    launch_step("KVM_TDX_INIT_MEM_REGION(MEASURE): %d pages of guest image, gpa 0x%" PRIx64
+                "-0x%" PRIx64, IMAGE_PAGES, region.gpa, reached - 1);
 
     r = mem_enc_tdx_finalize_vm(vm, &hw);
     if (r < 0)
         launch_die_helper("KVM_TDX_FINALIZE_VM", r, MEM_ENC_VENDOR_TDX, hw);
     launch_step("KVM_TDX_FINALIZE_VM");
 
-    launch_print_sim_digest(&host, vm, vcpu >= 0 ? "MRTD" : "MRTD (no pages added)");
-    int exit_code = 0;
-    if (vcpu >= 0) {
-        printf("TDX guest launched\n");
-    } else {
-        printf("INCOMPLETE: TD built without vCPUs or pages (no split-irqchip call for "
-               "simulated VMs in memenc)\n");
-        exit_code = LAUNCH_EXIT_SKIP;
-    }
+    launch_print_sim_digest(&host, vm, "MRTD");
+    printf("TDX guest launched\n");
 
     free(cpuid);
-    if (vcpu >= 0)
-        close(vcpu);
+    close(vcpu);
     close(gmem);
     close(vm);
     launch_mem_free(shared, size);
     launch_host_close(&host);
-    return exit_code;
+    return 0;
 }

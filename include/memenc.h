@@ -356,6 +356,52 @@
 #define MEM_ENC_SEV_FEAT_IBPB_ON_ENTRY (1ull << 21)
 
 /**
+ * SEV/SEV-ES guest policy bit 0 (SEV API spec, "GUEST_POLICY"): debugging is forbidden.
+ */
+#define MEM_ENC_SEV_POLICY_NODBG (1u << 0)
+
+/**
+ * SEV/SEV-ES guest policy bit 1: sharing keys with other guests is forbidden.
+ */
+#define MEM_ENC_SEV_POLICY_NOKS (1u << 1)
+
+/**
+ * SEV/SEV-ES guest policy bit 2: SEV-ES is required. The firmware requires it set exactly for
+ * SEV-ES guests; negotiation sets it for them.
+ */
+#define MEM_ENC_SEV_POLICY_ES (1u << 2)
+
+/**
+ * SEV/SEV-ES guest policy bit 3: sending the guest to another platform is forbidden.
+ */
+#define MEM_ENC_SEV_POLICY_NOSEND (1u << 3)
+
+/**
+ * SEV/SEV-ES guest policy bit 4: the guest may not be sent to a platform outside the domain.
+ */
+#define MEM_ENC_SEV_POLICY_DOMAIN (1u << 4)
+
+/**
+ * SEV/SEV-ES guest policy bit 5: the guest may not be sent to a platform without SEV.
+ */
+#define MEM_ENC_SEV_POLICY_SEV (1u << 5)
+
+/**
+ * SEV/SEV-ES guest policy bits 16-23: minimum firmware API major version (a value).
+ */
+#define MEM_ENC_SEV_POLICY_API_MAJOR_MASK (255u << 16)
+
+/**
+ * SEV/SEV-ES guest policy bits 24-31: minimum firmware API minor version (a value).
+ */
+#define MEM_ENC_SEV_POLICY_API_MINOR_MASK (255u << 24)
+
+/**
+ * The SEV/SEV-ES guest policy bits the SEV API defines (bits 6-15 are reserved).
+ */
+#define MEM_ENC_SEV_POLICY_DEFINED (((((((MEM_ENC_SEV_POLICY_NODBG | MEM_ENC_SEV_POLICY_NOKS) | MEM_ENC_SEV_POLICY_ES) | MEM_ENC_SEV_POLICY_NOSEND) | MEM_ENC_SEV_POLICY_DOMAIN) | MEM_ENC_SEV_POLICY_SEV) | MEM_ENC_SEV_POLICY_API_MAJOR_MASK) | MEM_ENC_SEV_POLICY_API_MINOR_MASK)
+
+/**
  * SNP guest policy bits 0-7: minimum firmware API minor version (a value, not flags).
  */
 #define MEM_ENC_SNP_POLICY_API_MINOR_MASK 255ull
@@ -462,9 +508,20 @@
 #define MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 72
 
 /**
+ * The size of `struct mem_enc_launch_request` with `sev_policy` (callers passing
+ * `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` ask for a policy of 0).
+ */
+#define MEM_ENC_LAUNCH_REQUEST_SIZE_VER1 80
+
+/**
  * The first published size of `struct mem_enc_launch_settings`.
  */
 #define MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 56
+
+/**
+ * The size of `struct mem_enc_launch_settings` with `sev_policy`.
+ */
+#define MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1 64
 
 /**
  * Status of one probed fact: the field was not filled in (a zero-filled struct, or a field
@@ -810,9 +867,15 @@ struct mem_enc_launch_request {
    */
   uint32_t accept_vm_types;
   /**
-   * SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT).
+   * SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT). The
+   * kernel's width (`kvm_sev_init.ghcb_version`, `mem_enc_sev_init2_args.ghcb_version`).
    */
-  uint32_t ghcb_version;
+  uint16_t ghcb_version;
+  /**
+   * Must be 0 (the upper half of the first layout's 32-bit `ghcb_version`: a caller
+   * built against that header passes the same bytes).
+   */
+  uint16_t reserved0;
   /**
    * SEV-ES/SNP `vmsa_features` the VM must have.
    */
@@ -845,6 +908,16 @@ struct mem_enc_launch_request {
    * TDX XFAM bits set if supported.
    */
   uint64_t tdx_xfam_optional;
+  /**
+   * SEV/SEV-ES guest policy (`MEM_ENC_SEV_POLICY_*`, the minimum firmware API version in
+   * bits 16-31). `MEM_ENC_SEV_POLICY_ES` is added for SEV-ES guests; asking for it when the
+   * chosen type is SEV is refused. Added in `MEM_ENC_LAUNCH_REQUEST_SIZE_VER1`.
+   */
+  uint32_t sev_policy;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved1;
 };
 
 /**
@@ -852,8 +925,8 @@ struct mem_enc_launch_request {
  * `create_vm_type` enters what a guest owner must reproduce to compute the expected launch
  * measurement (SEV-ES/SNP: VM type and init path decide whether the FPU/AVX state is in the
  * VMSA, `vmsa_features` and `ghcb_version` are in the VMSA, `snp_policy` is in the launch
- * digest's inputs; TDX: `tdx_attributes` and `tdx_xfam` are in the TD report). Fields that do
- * not apply to the chosen VM type are 0.
+ * digest's inputs, `sev_policy` in the SEV LAUNCH_MEASURE HMAC; TDX: `tdx_attributes` and
+ * `tdx_xfam` are in the TD report). Fields that do not apply to the chosen VM type are 0.
  */
 struct mem_enc_launch_settings {
   /**
@@ -873,9 +946,15 @@ struct mem_enc_launch_settings {
    */
   uint32_t init_path;
   /**
-   * The GHCB version to pass (`kvm_sev_init.ghcb_version`; legacy ES_INIT: 1, implied).
+   * The GHCB version to pass (`kvm_sev_init.ghcb_version`, the same width as
+   * `mem_enc_sev_init2_args.ghcb_version`; legacy ES_INIT: 1, implied).
    */
-  uint32_t ghcb_version;
+  uint16_t ghcb_version;
+  /**
+   * Zero (the upper half of the first layout's 32-bit `ghcb_version`: a caller built
+   * against that header reads the same value).
+   */
+  uint16_t reserved0;
   /**
    * 1 when the legacy INIT/ES_INIT path is used (a different launch measurement).
    */
@@ -896,6 +975,17 @@ struct mem_enc_launch_settings {
    * `kvm_tdx_init_vm.xfam`.
    */
   uint64_t tdx_xfam;
+  /**
+   * SEV/SEV-ES: the guest policy for LAUNCH_START (`mem_enc_sev_start_args.policy`): the
+   * requested bits, with `MEM_ENC_SEV_POLICY_ES` for SEV-ES. Added in
+   * `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1` (a `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0` caller does
+   * not get it).
+   */
+  uint32_t sev_policy;
+  /**
+   * Zero.
+   */
+  uint32_t reserved1;
 };
 
 /**
@@ -1357,11 +1447,19 @@ int mem_enc_fw_describe(uint32_t vendor,
                         size_t len);
 
 /**
- * The stage at which the calling thread's most recent typed-helper call (`mem_enc_sev_*`,
- * `mem_enc_snp_*`, `mem_enc_tdx_*`, `mem_enc_mem_*`) stopped: `MEM_ENC_STAGE_NONE` (it
- * succeeded), `MEM_ENC_STAGE_MEMENC` (rejected by memenc, no ioctl issued), `MEM_ENC_STAGE_KVM`
- * (rejected by the kernel before the firmware) or `MEM_ENC_STAGE_FIRMWARE` (rejected by the
- * firmware; see the `fw_error`/`hw_error` out-parameter). Thread-local, like errno.
+ * The stage at which the calling thread's most recent KVM command stopped:
+ * `MEM_ENC_STAGE_NONE` (it succeeded), `MEM_ENC_STAGE_MEMENC` (rejected by memenc, no ioctl
+ * issued), `MEM_ENC_STAGE_KVM` (rejected by the kernel before the firmware) or
+ * `MEM_ENC_STAGE_FIRMWARE` (rejected by the firmware; see the `fw_error`/`hw_error`
+ * out-parameter or the command's status word). Thread-local, like errno.
+ *
+ * The rule: every function that carries out a KVM command the caller asked for sets it on
+ * every return, success included: `mem_enc_op()` (also with a NULL command), the typed helpers
+ * (`mem_enc_sev_*`, `mem_enc_snp_*`, `mem_enc_tdx_*`), and the memory and VM helpers
+ * (`mem_enc_mem_*`, `mem_enc_vm_*`, `mem_enc_vcpu_create()`). No other function changes it:
+ * probing and negotiation (they explain a refusal in their message), the `mem_enc_sim_*` test
+ * support, and the string, version, trace and retry-limit functions. Read it right after the
+ * call it is about.
  */
 uint32_t mem_enc_last_stage(void);
 
@@ -1406,6 +1504,33 @@ MEM_ENC_WARN_UNUSED int mem_enc_mem_unregister_region(int vm_fd, void *addr, siz
  * guest_memfd), -ENOMEM.
  */
 MEM_ENC_WARN_UNUSED int mem_enc_mem_create_guest_memfd(int vm_fd, uint64_t size, uint64_t flags);
+
+/**
+ * KVM_SET_USER_MEMORY_REGION (v1, every kernel): adds, moves or deletes a memslot of ordinary
+ * memory (no guest_memfd), as SEV and SEV-ES guests and kernels before 6.8 use. For SNP and
+ * TDX private memory use `mem_enc_mem_set_user_memory_region2()`.
+ *
+ * Arguments:
+ *  "vm_fd"           - the VM descriptor.
+ *  "slot"            - slot number (address space in bits 16-31).
+ *  "flags"           - `KVM_MEM_LOG_DIRTY_PAGES` and/or `KVM_MEM_READONLY` (1, 2).
+ *  "guest_phys_addr" - guest physical address (page aligned).
+ *  "memory_size"     - size in bytes (page aligned; 0 deletes the slot).
+ *  "userspace_addr"  - the memory backing the slot (page aligned).
+ *
+ * Returns: 0, or -EINVAL (another flag, misaligned, bad slot, a VM type without that address
+ * space), -EEXIST (overlap), -EFAULT, -EBADF.
+ *
+ * # Safety
+ * "userspace_addr" is checked by the kernel; it must stay mapped while the slot exists.
+ */
+MEM_ENC_WARN_UNUSED
+int mem_enc_mem_set_user_memory_region(int vm_fd,
+                                       uint32_t slot,
+                                       uint32_t flags,
+                                       uint64_t guest_phys_addr,
+                                       uint64_t memory_size,
+                                       void *userspace_addr);
 
 /**
  * KVM_SET_USER_MEMORY_REGION2: adds, moves or deletes a memslot, optionally backed by a
@@ -1675,17 +1800,20 @@ int mem_enc_negotiate_tdx_xfam(const struct mem_enc_caps *caps,
 
 /**
  * Negotiates a whole launch: the VM type, then every setting that applies to it (GHCB
- * version, vmsa_features, SNP policy; or TDX attributes and XFAM). `*out` states every setting
- * that changes the launch measurement (legacy vs INIT2 path, vmsa_features, ghcb_version,
- * policy; TDX attributes and xfam), so a guest owner can compute the expected digest.
+ * version, vmsa_features, SEV/SEV-ES or SNP policy; or TDX attributes and XFAM). `*out`
+ * states every setting that changes the launch measurement (legacy vs INIT2 path,
+ * vmsa_features, ghcb_version, policy; TDX attributes and xfam), so a guest owner can compute
+ * the expected digest.
  * Command flags are per command: see `mem_enc_cmd_flags_supported()`.
  *
  * Arguments:
  *  "caps", "caps_size" - as for `mem_enc_negotiate_vm_type()`.
- *  "req", "req_size"   - the request; at least `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` bytes, a
- *                        larger one with an all-zero tail.
+ *  "req", "req_size"   - the request; at least `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` bytes
+ *                        (`sizeof`, `MEM_ENC_LAUNCH_REQUEST_SIZE_VER1`, to pass `sev_policy`),
+ *                        a larger one with an all-zero tail.
  *  "out", "out_size"   - the settings; at least `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0` bytes
- *                        (a larger struct gets a zeroed tail). Written only on success.
+ *                        (`MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1` to receive `sev_policy`; a larger
+ *                        struct gets a zeroed tail). Written only on success.
  *  "msg", "msg_len"    - optional (NULL, 0): a NUL-terminated sentence, the plan on success or
  *                        the reason on a refusal.
  *
@@ -2151,7 +2279,8 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_vm_create(const char *profile);
 
 /**
  * Creates a simulated VM of `vm_type` (test and demo support), as KVM_CREATE_VM on the
- * profile's `/dev/kvm`.
+ * profile's `/dev/kvm`. A VMM opens the simulated `/dev/kvm` (`mem_enc_sim_kvm_open()`) and
+ * calls `mem_enc_vm_create()` on it, as on a real host.
  *
  * Arguments:
  *  "profile" - the profile name (see `mem_enc_sim_kvm_open()`).
@@ -2169,7 +2298,8 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_vm_create_type(const char *profile, uint32_t
 /**
  * KVM_CREATE_VCPU on a simulated VM (test and demo support), with the kernel's checks
  * (e.g. TDX: -EIO before KVM_TDX_INIT_VM, -EINVAL without a split irqchip; -EEXIST for an id
- * in use). The same as `ioctl(vm_fd, KVM_CREATE_VCPU, id)` on that descriptor.
+ * in use). A VMM calls `mem_enc_vcpu_create()`, which does the same on real and simulated VMs;
+ * this one refuses real descriptors.
  *
  * Arguments:
  *  "vm_fd" - a simulated VM descriptor (borrowed).
@@ -2211,7 +2341,6 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_sev_device_open(int vm_fd);
  *  -EINVAL  no launch has started (no LAUNCH_START, SNP_LAUNCH_START or INIT_VM yet), or
  *           out is NULL
  *  -ENOSPC  out_len is too small (nothing written)
- *  -EFAULT  out is not writable
  *
  * # Safety
  * `out` is NULL or points to `out_len` writable bytes.
@@ -2523,6 +2652,63 @@ void mem_enc_set_trace(mem_enc_trace_fn callback, void *userdata);
  * Returns: the previous limit.
  */
 uint32_t mem_enc_set_retry_limit(uint32_t limit);
+
+/**
+ * KVM_CREATE_VM: a new VM. Works on a real `/dev/kvm` and on a simulated one
+ * (`mem_enc_sim_kvm_open()`) alike.
+ *
+ * Arguments:
+ *  "kvm_fd"  - an open /dev/kvm descriptor (borrowed).
+ *  "vm_type" - the KVM VM type: `MEM_ENC_VM_TYPE_*`, or `mem_enc_launch_settings.create_vm_type`
+ *              (0 on the legacy SEV path).
+ *
+ * Returns: the new VM descriptor (close-on-exec; the caller owns it, and closing it and every
+ * descriptor of the VM ends the VM), or -EBADF ("kvm_fd" negative or not open), -EINVAL (a
+ * type this kernel does not create), -ENOTTY (not a /dev/kvm descriptor), -ENOMEM, -EMFILE.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vm_create(int kvm_fd, uint32_t vm_type);
+
+/**
+ * KVM_CREATE_VCPU: a new vCPU of a VM, real or simulated, with the kernel's checks (TDX: -EIO
+ * before KVM_TDX_INIT_VM, -EINVAL without the split irqchip).
+ *
+ * Arguments:
+ *  "vm_fd"   - the VM descriptor (borrowed).
+ *  "vcpu_id" - the vCPU (APIC) id.
+ *
+ * Returns: the new vCPU descriptor (the caller owns it), or -EBADF, -EEXIST (id in use),
+ * -EINVAL (id too large, too many vCPUs, or a TDX VM without the split irqchip), -EIO (TDX VM
+ * before INIT_VM), -ENOMEM.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vcpu_create(int vm_fd, uint32_t vcpu_id);
+
+/**
+ * KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): local APICs in the kernel, IOAPIC and PIC in user
+ * space. TDX vCPUs require it; enable it before the first vCPU.
+ *
+ * Arguments:
+ *  "vm_fd"          - the VM descriptor (borrowed).
+ *  "nr_ioapic_pins" - interrupt routes reserved for the user-space IOAPIC (QEMU: 24; at most
+ *                     4096, `KVM_MAX_IRQ_ROUTES`).
+ *
+ * Returns: 0, or -EINVAL (more than 4096 pins), -EEXIST (already enabled, an in-kernel irqchip
+ * exists, or vCPUs exist), -EBADF.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vm_enable_split_irqchip(int vm_fd, uint32_t nr_ioapic_pins);
+
+/**
+ * KVM_SET_TSC_KHZ on a VM: the TSC frequency of the vCPUs created afterwards. TDX (INIT_VM) and
+ * SNP Secure TSC (SNP_LAUNCH_START) guests have it fixed at launch, so set it before those and
+ * before any vCPU.
+ *
+ * Arguments:
+ *  "vm_fd" - the VM descriptor (borrowed).
+ *  "khz"   - the frequency in kHz; 0 for the host's.
+ *
+ * Returns: 0, or -EINVAL (vCPUs exist, or a frequency the host cannot scale to), -ENOTTY
+ * (kernels before 6.0, which set it per vCPU only), -EBADF.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_vm_set_tsc_khz(int vm_fd, uint32_t khz);
 
 #ifdef __cplusplus
 }  // extern "C"

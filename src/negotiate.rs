@@ -61,6 +61,33 @@ pub const MEM_ENC_SEV_FEAT_SECURE_AVIC: u64 = 1u64 << 16;
 /// SEV `vmsa_features` bit 21: IBPB on entry.
 pub const MEM_ENC_SEV_FEAT_IBPB_ON_ENTRY: u64 = 1u64 << 21;
 
+/// SEV/SEV-ES guest policy bit 0 (SEV API spec, "GUEST_POLICY"): debugging is forbidden.
+pub const MEM_ENC_SEV_POLICY_NODBG: u32 = 1u32 << 0;
+/// SEV/SEV-ES guest policy bit 1: sharing keys with other guests is forbidden.
+pub const MEM_ENC_SEV_POLICY_NOKS: u32 = 1u32 << 1;
+/// SEV/SEV-ES guest policy bit 2: SEV-ES is required. The firmware requires it set exactly for
+/// SEV-ES guests; negotiation sets it for them.
+pub const MEM_ENC_SEV_POLICY_ES: u32 = 1u32 << 2;
+/// SEV/SEV-ES guest policy bit 3: sending the guest to another platform is forbidden.
+pub const MEM_ENC_SEV_POLICY_NOSEND: u32 = 1u32 << 3;
+/// SEV/SEV-ES guest policy bit 4: the guest may not be sent to a platform outside the domain.
+pub const MEM_ENC_SEV_POLICY_DOMAIN: u32 = 1u32 << 4;
+/// SEV/SEV-ES guest policy bit 5: the guest may not be sent to a platform without SEV.
+pub const MEM_ENC_SEV_POLICY_SEV: u32 = 1u32 << 5;
+/// SEV/SEV-ES guest policy bits 16-23: minimum firmware API major version (a value).
+pub const MEM_ENC_SEV_POLICY_API_MAJOR_MASK: u32 = 0xffu32 << 16;
+/// SEV/SEV-ES guest policy bits 24-31: minimum firmware API minor version (a value).
+pub const MEM_ENC_SEV_POLICY_API_MINOR_MASK: u32 = 0xffu32 << 24;
+/// The SEV/SEV-ES guest policy bits the SEV API defines (bits 6-15 are reserved).
+pub const MEM_ENC_SEV_POLICY_DEFINED: u32 = MEM_ENC_SEV_POLICY_NODBG
+    | MEM_ENC_SEV_POLICY_NOKS
+    | MEM_ENC_SEV_POLICY_ES
+    | MEM_ENC_SEV_POLICY_NOSEND
+    | MEM_ENC_SEV_POLICY_DOMAIN
+    | MEM_ENC_SEV_POLICY_SEV
+    | MEM_ENC_SEV_POLICY_API_MAJOR_MASK
+    | MEM_ENC_SEV_POLICY_API_MINOR_MASK;
+
 /// SNP guest policy bits 0-7: minimum firmware API minor version (a value, not flags).
 pub const MEM_ENC_SNP_POLICY_API_MINOR_MASK: u64 = 0xffu64;
 /// SNP guest policy bits 8-15: minimum firmware API major version (a value, not flags).
@@ -101,7 +128,7 @@ pub const MEM_ENC_TDX_ATTR_KL: u64 = 1u64 << 31;
 pub const MEM_ENC_TDX_ATTR_PERFMON: u64 = 1u64 << 63;
 
 /// The largest GHCB protocol version KVM implements (`GHCB_VERSION_MAX`).
-pub const MEM_ENC_GHCB_VERSION_MAX: u32 = 2;
+pub const MEM_ENC_GHCB_VERSION_MAX: u16 = 2;
 
 /// Bit names, for messages.
 type Names = &'static [(u32, &'static str)];
@@ -539,7 +566,7 @@ pub fn vmsa_features(
 /// The GHCB protocol version for a VM: `requested` 0 means the kernel's default. Plain SEV and
 /// legacy SEV take 0; legacy SEV-ES is fixed at 1; INIT2 SEV-ES takes 1 or 2 (default 2); SNP
 /// needs 2.
-pub fn ghcb_version(choice: &VmChoice, requested: u32) -> Result<u32, Refusal> {
+pub fn ghcb_version(choice: &VmChoice, requested: u16) -> Result<u16, Refusal> {
     let refuse = |errno: i32, why: String| Refusal {
         errno: Errno(errno),
         missing: 0,
@@ -585,6 +612,40 @@ pub fn ghcb_version(choice: &VmChoice, requested: u32) -> Result<u32, Refusal> {
                 "the GHCB applies to SEV-ES and SEV-SNP VMs only".into(),
             )),
         },
+    }
+}
+
+/// Level 2 (SEV, SEV-ES): the guest policy for LAUNCH_START. `requested` keeps its bits (the
+/// firmware, not the kernel, enforces them, and every defined bit is a restriction the guest
+/// owner may choose); `MEM_ENC_SEV_POLICY_ES` is added for SEV-ES guests, whose LAUNCH_START the
+/// firmware refuses without it, and refused for plain SEV guests, whose LAUNCH_START it refuses
+/// with it. The reserved bits 6-15 are refused.
+pub fn sev_policy(vm_type: u32, requested: u32) -> Result<u32, Refusal> {
+    let reserved = requested & !MEM_ENC_SEV_POLICY_DEFINED;
+    if reserved != 0 {
+        return Err(Refusal::invalid(
+            u64::from(reserved),
+            format!(
+                "SEV policy {requested:#x}: bits {reserved:#x} are reserved (SEV API: bits 6-15)"
+            ),
+        ));
+    }
+    match vm_type {
+        MEM_ENC_VM_TYPE_SEV_ES => Ok(requested | MEM_ENC_SEV_POLICY_ES),
+        MEM_ENC_VM_TYPE_SEV if requested & MEM_ENC_SEV_POLICY_ES != 0 => Err(Refusal::invalid(
+            u64::from(MEM_ENC_SEV_POLICY_ES),
+            format!(
+                "SEV policy {requested:#x}: bit 2 (ES) is for SEV-ES guests; the chosen VM type is SEV"
+            ),
+        )),
+        MEM_ENC_VM_TYPE_SEV => Ok(requested),
+        _ => Err(Refusal::invalid(
+            u64::from(requested),
+            format!(
+                "SEV policy {requested:#x}: the chosen VM type is {}",
+                vm_type_name(vm_type)
+            ),
+        )),
     }
 }
 
@@ -746,8 +807,12 @@ impl Default for mem_enc_negotiation {
 pub struct mem_enc_launch_request {
     /// The VM types the caller accepts (bit n: type n; `MEM_ENC_VM_TYPES_CONFIDENTIAL` bits).
     pub accept_vm_types: u32,
-    /// SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT).
-    pub ghcb_version: u32,
+    /// SEV-ES/SNP GHCB protocol version; 0 for the default (2 with INIT2, 1 with ES_INIT). The
+    /// kernel's width (`kvm_sev_init.ghcb_version`, `mem_enc_sev_init2_args.ghcb_version`).
+    pub ghcb_version: u16,
+    /// Must be 0 (the upper half of the first layout's 32-bit `ghcb_version`: a caller
+    /// built against that header passes the same bytes).
+    pub reserved0: u16,
     /// SEV-ES/SNP `vmsa_features` the VM must have.
     pub vmsa_features_required: u64,
     /// SEV-ES/SNP `vmsa_features` the VM gets if the host has them.
@@ -764,17 +829,26 @@ pub struct mem_enc_launch_request {
     pub tdx_xfam_required: u64,
     /// TDX XFAM bits set if supported.
     pub tdx_xfam_optional: u64,
+    /// SEV/SEV-ES guest policy (`MEM_ENC_SEV_POLICY_*`, the minimum firmware API version in
+    /// bits 16-31). `MEM_ENC_SEV_POLICY_ES` is added for SEV-ES guests; asking for it when the
+    /// chosen type is SEV is refused. Added in `MEM_ENC_LAUNCH_REQUEST_SIZE_VER1`.
+    pub sev_policy: u32,
+    /// Must be 0.
+    pub reserved1: u32,
 }
 
 /// The first published size of `struct mem_enc_launch_request`.
 pub const MEM_ENC_LAUNCH_REQUEST_SIZE_VER0: u32 = 72;
+/// The size of `struct mem_enc_launch_request` with `sev_policy` (callers passing
+/// `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` ask for a policy of 0).
+pub const MEM_ENC_LAUNCH_REQUEST_SIZE_VER1: u32 = 80;
 
 /// The negotiated launch: what to create and pass to the kernel. Everything here except
 /// `create_vm_type` enters what a guest owner must reproduce to compute the expected launch
 /// measurement (SEV-ES/SNP: VM type and init path decide whether the FPU/AVX state is in the
 /// VMSA, `vmsa_features` and `ghcb_version` are in the VMSA, `snp_policy` is in the launch
-/// digest's inputs; TDX: `tdx_attributes` and `tdx_xfam` are in the TD report). Fields that do
-/// not apply to the chosen VM type are 0.
+/// digest's inputs, `sev_policy` in the SEV LAUNCH_MEASURE HMAC; TDX: `tdx_attributes` and
+/// `tdx_xfam` are in the TD report). Fields that do not apply to the chosen VM type are 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct mem_enc_launch_settings {
@@ -786,8 +860,12 @@ pub struct mem_enc_launch_settings {
     pub create_vm_type: u32,
     /// `MEM_ENC_INIT_*`: KVM_SEV_INIT2, legacy KVM_SEV_INIT / KVM_SEV_ES_INIT, or KVM_TDX_INIT_VM.
     pub init_path: u32,
-    /// The GHCB version to pass (`kvm_sev_init.ghcb_version`; legacy ES_INIT: 1, implied).
-    pub ghcb_version: u32,
+    /// The GHCB version to pass (`kvm_sev_init.ghcb_version`, the same width as
+    /// `mem_enc_sev_init2_args.ghcb_version`; legacy ES_INIT: 1, implied).
+    pub ghcb_version: u16,
+    /// Zero (the upper half of the first layout's 32-bit `ghcb_version`: a caller built
+    /// against that header reads the same value).
+    pub reserved0: u16,
     /// 1 when the legacy INIT/ES_INIT path is used (a different launch measurement).
     pub legacy: u32,
     /// `kvm_sev_init.vmsa_features`.
@@ -798,14 +876,29 @@ pub struct mem_enc_launch_settings {
     pub tdx_attributes: u64,
     /// `kvm_tdx_init_vm.xfam`.
     pub tdx_xfam: u64,
+    /// SEV/SEV-ES: the guest policy for LAUNCH_START (`mem_enc_sev_start_args.policy`): the
+    /// requested bits, with `MEM_ENC_SEV_POLICY_ES` for SEV-ES. Added in
+    /// `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1` (a `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0` caller does
+    /// not get it).
+    pub sev_policy: u32,
+    /// Zero.
+    pub reserved1: u32,
 }
 
 /// The first published size of `struct mem_enc_launch_settings`.
 pub const MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0: u32 = 56;
+/// The size of `struct mem_enc_launch_settings` with `sev_policy`.
+pub const MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1: u32 = 64;
 
 const _: () = {
-    assert!(size_of::<mem_enc_launch_request>() == MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize);
-    assert!(size_of::<mem_enc_launch_settings>() == MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 as usize);
+    assert!(size_of::<mem_enc_launch_request>() == MEM_ENC_LAUNCH_REQUEST_SIZE_VER1 as usize);
+    assert!(size_of::<mem_enc_launch_settings>() == MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1 as usize);
+    assert!(core::mem::offset_of!(mem_enc_launch_request, sev_policy) == 72);
+    assert!(core::mem::offset_of!(mem_enc_launch_settings, sev_policy) == 56);
+    // The GHCB version where 0.1 had a u32: the same bytes on little-endian x86.
+    assert!(core::mem::offset_of!(mem_enc_launch_request, ghcb_version) == 4);
+    assert!(core::mem::offset_of!(mem_enc_launch_settings, ghcb_version) == 16);
+    assert!(core::mem::offset_of!(mem_enc_launch_settings, legacy) == 20);
     assert!(MEM_ENC_VM_TYPE_SEV == crate::uapi::KVM_X86_SEV_VM);
     assert!(MEM_ENC_VM_TYPE_SEV_ES == crate::uapi::KVM_X86_SEV_ES_VM);
     assert!(MEM_ENC_VM_TYPE_SNP == crate::uapi::KVM_X86_SNP_VM);
@@ -821,6 +914,12 @@ pub fn launch(
     caps: &mem_enc_caps,
     req: &mem_enc_launch_request,
 ) -> Result<(mem_enc_launch_settings, String), Refusal> {
+    if req.reserved0 != 0 || req.reserved1 != 0 {
+        return Err(Refusal::invalid(
+            0,
+            "launch request: the reserved fields must be 0".into(),
+        ));
+    }
     let choice = vm_type(caps, req.accept_vm_types)?;
     let mut s = mem_enc_launch_settings {
         vendor: caps.vendor,
@@ -849,6 +948,9 @@ pub fn launch(
         if req.ghcb_version != 0 {
             return foreign("ghcb_version", u64::from(req.ghcb_version));
         }
+        if req.sev_policy != 0 {
+            return foreign("SEV policy", u64::from(req.sev_policy));
+        }
         s.tdx_attributes = tdx_attributes(
             caps,
             req.tdx_attributes_required,
@@ -872,10 +974,15 @@ pub fn launch(
         )?
         .granted;
         if choice.vm_type == MEM_ENC_VM_TYPE_SNP {
+            if req.sev_policy != 0 {
+                return foreign("SEV policy", u64::from(req.sev_policy));
+            }
             s.snp_policy =
                 snp_policy(caps, req.snp_policy_required, req.snp_policy_optional)?.granted;
         } else if req.snp_policy_required != 0 {
             return foreign("SNP policy", req.snp_policy_required);
+        } else {
+            s.sev_policy = sev_policy(choice.vm_type, req.sev_policy)?;
         }
     }
     let mut note = choice.note.clone();
@@ -891,7 +998,11 @@ pub fn launch(
             if s.legacy != 0 { "legacy" } else { "INIT2" },
             s.vmsa_features,
             s.ghcb_version,
-            s.snp_policy
+            if choice.vm_type == MEM_ENC_VM_TYPE_SNP {
+                s.snp_policy
+            } else {
+                u64::from(s.sev_policy)
+            }
         ),
     };
     Ok((s, note))
@@ -1398,11 +1509,14 @@ mod tests {
                 create_vm_type: 4,
                 init_path: MEM_ENC_INIT_SEV_INIT2,
                 ghcb_version: 2,
+                reserved0: 0,
                 legacy: 0,
                 vmsa_features: MEM_ENC_SEV_FEAT_DEBUG_SWAP,
                 snp_policy: 0x3_0000,
                 tdx_attributes: 0,
                 tdx_xfam: 0,
+                sev_policy: 0,
+                reserved1: 0,
             }
         );
         assert!(

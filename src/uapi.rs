@@ -14,7 +14,7 @@ pub use kvm_bindings::{
     kvm_sev_launch_start, kvm_sev_launch_update_data, kvm_sev_receive_start,
     kvm_sev_receive_update_data, kvm_sev_send_start, kvm_sev_send_update_data,
     kvm_sev_snp_launch_finish, kvm_sev_snp_launch_start, kvm_sev_snp_launch_update,
-    kvm_userspace_memory_region2,
+    kvm_userspace_memory_region, kvm_userspace_memory_region2,
 };
 
 const KVMIO: u64 = 0xAE;
@@ -34,6 +34,12 @@ pub const KVM_CREATE_VM: u64 = ioc(IOC_NONE, 0x01, 0);
 pub const KVM_CHECK_EXTENSION: u64 = ioc(IOC_NONE, 0x03, 0);
 /// `_IO(KVMIO, 0x41)`, argument: the vCPU id.
 pub const KVM_CREATE_VCPU: u64 = ioc(IOC_NONE, 0x41, 0);
+/// `_IOW(KVMIO, 0x46, struct kvm_userspace_memory_region)`: the v1 memslot ioctl (every
+/// kernel; no guest_memfd).
+pub const KVM_SET_USER_MEMORY_REGION: u64 =
+    ioc(IOC_WRITE, 0x46, size_of::<kvm_userspace_memory_region>());
+/// The flags the v1 memslot ioctl accepts (`KVM_SET_USER_MEMORY_REGION_V1_FLAGS`).
+pub const KVM_SET_USER_MEMORY_REGION_V1_FLAGS: u32 = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
 /// `_IOW(KVMIO, 0x49, struct kvm_userspace_memory_region2)`
 pub const KVM_SET_USER_MEMORY_REGION2: u64 =
     ioc(IOC_WRITE, 0x49, size_of::<kvm_userspace_memory_region2>());
@@ -302,6 +308,7 @@ mod tests {
         assert_eq!(KVM_SET_USER_MEMORY_REGION2, 0x40A0_AE49);
         assert_eq!(KVM_ENABLE_CAP, 0x4068_AEA3);
         assert_eq!(KVM_SET_TSC_KHZ, 0xAEA2);
+        assert_eq!(KVM_SET_USER_MEMORY_REGION, 0x4020_AE46);
         assert_eq!(KVM_GET_API_VERSION, 0xAE00);
     }
 

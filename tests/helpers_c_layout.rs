@@ -1,7 +1,7 @@
 //! The C side of the layout asserts: compiles a small C11 program against include/memenc.h
 //! (with -Wall -Wextra -Werror, and once as C++) whose _Static_asserts pin every typed-helper
-//! struct's size and field offsets, and which prints the sizes so they can be compared with the
-//! Rust ones. Skips visibly when no C compiler is installed.
+//! and negotiation struct's size and field offsets, and which prints the sizes so they can be
+//! compared with the Rust ones. Skips visibly when no C compiler is installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,6 +45,12 @@ OFF(mem_enc_mem_region_args, guest_memfd, 40);
 SIZE(mem_enc_trace_event, 56);
 OFF(mem_enc_trace_event, name, 16);
 OFF(mem_enc_trace_event, status, 40);
+SIZE(mem_enc_launch_request, MEM_ENC_LAUNCH_REQUEST_SIZE_VER1);
+OFF(mem_enc_launch_request, sev_policy, MEM_ENC_LAUNCH_REQUEST_SIZE_VER0);
+SIZE(mem_enc_launch_settings, MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1);
+OFF(mem_enc_launch_settings, ghcb_version, 16);
+OFF(mem_enc_launch_settings, legacy, 20);
+OFF(mem_enc_launch_settings, sev_policy, MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0);
 
 int main(void) {
     printf("%zu %zu %zu\n", sizeof(struct mem_enc_tdx_init_vm_args),

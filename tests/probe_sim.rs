@@ -411,7 +411,7 @@ fn snp_launches(profile: &str, features: u64) {
     unsafe {
         let init2 = mem_enc_sev_init2_args {
             vmsa_features: s.vmsa_features,
-            ghcb_version: s.ghcb_version as u16,
+            ghcb_version: s.ghcb_version,
             ..Default::default()
         };
         assert_eq!(mem_enc_sev_init2(vm, &init2, 16, &mut fw), 0, "{profile}");
@@ -540,7 +540,7 @@ fn every_granted_snp_policy_launches() {
             let mut fw = u32::MAX;
             let init2 = mem_enc_sev_init2_args {
                 vmsa_features: s.vmsa_features,
-                ghcb_version: s.ghcb_version as u16,
+                ghcb_version: s.ghcb_version,
                 ..Default::default()
             };
             let start = mem_enc_snp_launch_start_args {

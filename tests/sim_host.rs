@@ -356,6 +356,12 @@ fn c_api_argument_errors() {
         -EINVAL
     );
     assert_eq!(digest(&vm), Ok(vec![0; 48]), "SNP digest starts at zero");
+    // A larger buffer: exactly the digest is written (directly, no other byte touched).
+    let mut big = [0xAAu8; 64];
+    // SAFETY: 64 writable bytes.
+    let n = unsafe { mem_enc_sim_launch_digest(vm.0, big.as_mut_ptr(), big.len()) };
+    assert_eq!(n, 48);
+    assert!(big[..48].iter().all(|&b| b == 0) && big[48..].iter().all(|&b| b == 0xAA));
     // Fault structs follow copy_struct_from_user.
     let f = mem_enc_sim_fault {
         kind: MEM_ENC_SIM_FAULT_EINTR,

@@ -191,6 +191,94 @@ fn sev_6_1_legacy_launch_and_its_measurement() {
     assert_eq!((&report[..16], &report[16..48]), (&[9u8; 16][..], &ld[..]));
 }
 
+/// A reset vCPU's VMSA as `sev_es_sync_vmsa()` leaves it, written from the AMD VMSA layout
+/// (`struct sev_es_save_area`): SEV_FEATURES at 0x3B0, XCR0 (1 after reset) at 0x3E8, and for
+/// VM types other than DEFAULT the FPU area: MXCSR 0x1F80 at 0x408, FCW 0x37F at 0x410.
+fn vmsa(features: u64, synced_fpu: bool) -> Vec<u8> {
+    let mut page = vec![0u8; 4096];
+    page[0x3B0..0x3B8].copy_from_slice(&features.to_le_bytes());
+    page[0x3E8..0x3F0].copy_from_slice(&1u64.to_le_bytes());
+    if synced_fpu {
+        page[0x408..0x40C].copy_from_slice(&0x1F80u32.to_le_bytes());
+        page[0x410..0x412].copy_from_slice(&0x037Fu16.to_le_bytes());
+    }
+    page
+}
+
+/// One SEV-ES launch on a simulated VM: legacy ES_INIT on a DEFAULT VM (sev@6.1) or INIT2 on a
+/// SEV-ES VM (snp@6.18); one data page and two VMSAs. Returns the launch digest.
+fn sev_es_launch(profile: &str, legacy: bool) -> Vec<u8> {
+    let vm = new_vm(profile, if legacy { 0 } else { 3 });
+    let sev = sev_dev(&vm);
+    if legacy {
+        assert_eq!(op(&vm, id::ES_INIT, 0, None).0, Ok(()));
+    } else {
+        let mut init = kvm_sev_init {
+            ghcb_version: 2,
+            ..Default::default()
+        };
+        assert_eq!(op(&vm, id::INIT2, ptr(&mut init), None).0, Ok(()));
+    }
+    let mut start = kvm_sev_launch_start {
+        policy: 1 << 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        op(&vm, id::LAUNCH_START, ptr(&mut start), Some(&sev)).0,
+        Ok(())
+    );
+    let mut data = Mem::new(PAGE as usize);
+    data.bytes().fill(0x3C);
+    let mut upd = kvm_sev_launch_update_data {
+        uaddr: data.addr,
+        len: PAGE as u32,
+        pad0: 0,
+    };
+    assert_eq!(
+        op(&vm, id::LAUNCH_UPDATE_DATA, ptr(&mut upd), None).0,
+        Ok(())
+    );
+    let _v0 = vcpu(&vm, 0).unwrap();
+    let _v1 = vcpu(&vm, 1).unwrap();
+    assert_eq!(op(&vm, id::LAUNCH_UPDATE_VMSA, 0, None).0, Ok(()));
+    digest(&vm).unwrap()
+}
+
+/// kernel-abi.md §2.4: INIT2 SEV-ES VMs have their FPU/AVX state synced into the VMSA, legacy
+/// ES_INIT VMs do not, so the same guest measures differently on the two paths. Each path is
+/// reproducible, and each matches the digest computed here from the VMSA layout.
+#[test]
+fn sev_es_measurement_differs_between_legacy_es_init_and_init2() {
+    println!("simulated hosts: sev@6.1 (legacy ES_INIT), snp@6.18 (INIT2 SEV-ES)");
+    let legacy = sev_es_launch("sev@6.1", true);
+    let init2 = sev_es_launch("snp@6.18", false);
+    assert_ne!(legacy, init2);
+    assert_eq!(
+        legacy,
+        sev_es_launch("sev@6.1", true),
+        "legacy reproducible"
+    );
+    assert_eq!(
+        init2,
+        sev_es_launch("snp@6.18", false),
+        "INIT2 reproducible"
+    );
+    assert_eq!(
+        init2,
+        sev_es_launch("snp@6.11", false),
+        "same on every INIT2 kernel"
+    );
+    let expected = |synced| {
+        let mut h = Sha256::new();
+        h.update([0x3Cu8; 4096]);
+        h.update(vmsa(0, synced));
+        h.update(vmsa(0, synced));
+        h.finalize().to_vec()
+    };
+    assert_eq!(legacy, expected(false));
+    assert_eq!(init2, expected(true));
+}
+
 #[test]
 fn sev_es_legacy_vmsa_measurement_and_errors() {
     println!("simulated host: sev@6.1 (SEV-ES)");
@@ -254,8 +342,9 @@ fn sev_es_legacy_vmsa_measurement_and_errors() {
     );
     let mut h = Sha256::new();
     h.update(data.bytes());
-    h.update([0u8; 4096]); // legacy ES_INIT: SEV_FEATURES 0, so each VMSA is a zero page
-    h.update([0u8; 4096]);
+    // Legacy ES_INIT: SEV_FEATURES 0 and no FPU sync, so each VMSA holds only XCR0.
+    h.update(vmsa(0, false));
+    h.update(vmsa(0, false));
     assert_eq!(digest(&vm), Ok(h.finalize().to_vec()));
 
     // UPDATE_VMSA on plain SEV: -ENOTTY. INIT after a vCPU: -EINVAL.
@@ -633,9 +722,7 @@ fn snp_flow(vm: &Fd, sev: &Fd) {
     );
     // The VMSAs are added at LAUNCH_FINISH (type 2, GPA 0xFFFFFFFFF000), one per vCPU.
     // (The -EBADF attempt above failed before any VMSA was measured.)
-    let mut vmsa = vec![0u8; 4096];
-    let features: u64 = (1 << 5) | 1;
-    vmsa[0x3B0..0x3B8].copy_from_slice(&features.to_le_bytes());
+    let vmsa = vmsa((1 << 5) | 1, true);
     let mut expected = Ld(ld.0);
     expected.page(2, 0xFFFF_FFFF_F000, Some(&vmsa));
     expected.page(2, 0xFFFF_FFFF_F000, Some(&vmsa));
@@ -668,8 +755,7 @@ fn snp_finish_with_matching_id_block_and_req_certs() {
         Err(EINVAL),
         "after a vCPU"
     );
-    let mut vmsa = vec![0u8; 4096];
-    vmsa[0x3B0..0x3B8].copy_from_slice(&((1u64 << 5) | 1).to_le_bytes());
+    let vmsa = vmsa((1 << 5) | 1, true);
     let mut ld = Ld([0; 48]);
     ld.page(2, 0xFFFF_FFFF_F000, Some(&vmsa));
     let mut id_block = [0u8; 96];

@@ -90,11 +90,19 @@ pub unsafe extern "C" fn mem_enc_fw_describe(
     })
 }
 
-/// The stage at which the calling thread's most recent typed-helper call (`mem_enc_sev_*`,
-/// `mem_enc_snp_*`, `mem_enc_tdx_*`, `mem_enc_mem_*`) stopped: `MEM_ENC_STAGE_NONE` (it
-/// succeeded), `MEM_ENC_STAGE_MEMENC` (rejected by memenc, no ioctl issued), `MEM_ENC_STAGE_KVM`
-/// (rejected by the kernel before the firmware) or `MEM_ENC_STAGE_FIRMWARE` (rejected by the
-/// firmware; see the `fw_error`/`hw_error` out-parameter). Thread-local, like errno.
+/// The stage at which the calling thread's most recent KVM command stopped:
+/// `MEM_ENC_STAGE_NONE` (it succeeded), `MEM_ENC_STAGE_MEMENC` (rejected by memenc, no ioctl
+/// issued), `MEM_ENC_STAGE_KVM` (rejected by the kernel before the firmware) or
+/// `MEM_ENC_STAGE_FIRMWARE` (rejected by the firmware; see the `fw_error`/`hw_error`
+/// out-parameter or the command's status word). Thread-local, like errno.
+///
+/// The rule: every function that carries out a KVM command the caller asked for sets it on
+/// every return, success included: `mem_enc_op()` (also with a NULL command), the typed helpers
+/// (`mem_enc_sev_*`, `mem_enc_snp_*`, `mem_enc_tdx_*`), and the memory and VM helpers
+/// (`mem_enc_mem_*`, `mem_enc_vm_*`, `mem_enc_vcpu_create()`). No other function changes it:
+/// probing and negotiation (they explain a refusal in their message), the `mem_enc_sim_*` test
+/// support, and the string, version, trace and retry-limit functions. Read it right after the
+/// call it is about.
 #[unsafe(no_mangle)]
 pub extern "C" fn mem_enc_last_stage() -> u32 {
     boundary_or(0, || fwerr::last_stage() as u32)

@@ -3,11 +3,12 @@
 //! They return 0 (or a descriptor) or -errno, and set `mem_enc_last_stage()`.
 
 use core::ffi::{c_int, c_void};
-use std::os::fd::{BorrowedFd, IntoRawFd};
+use std::os::fd::BorrowedFd;
 
 use super::args::{ArgsStruct, Cmd, Status, finish};
 use super::boundary;
-use crate::helpers::mem::{self, MemRegion2};
+use super::vm::new_fd;
+use crate::helpers::mem::{self, MemRegion, MemRegion2};
 
 /// Arguments of `mem_enc_mem_set_user_memory_region2()`.
 #[repr(C)]
@@ -106,13 +107,56 @@ pub unsafe extern "C" fn mem_enc_mem_unregister_region(
 pub extern "C" fn mem_enc_mem_create_guest_memfd(vm_fd: c_int, size: u64, flags: u64) -> c_int {
     boundary(|| {
         let c = Cmd::named("KVM_CREATE_GUEST_MEMFD");
-        let r = c
-            .fd(vm_fd)
-            .and_then(|fd| mem::create_guest_memfd(fd, size, flags));
-        let mut fd = -1;
+        new_fd(
+            c.fd(vm_fd)
+                .and_then(|fd| mem::create_guest_memfd(fd, size, flags)),
+        )
+    })
+}
+
+/// KVM_SET_USER_MEMORY_REGION (v1, every kernel): adds, moves or deletes a memslot of ordinary
+/// memory (no guest_memfd), as SEV and SEV-ES guests and kernels before 6.8 use. For SNP and
+/// TDX private memory use `mem_enc_mem_set_user_memory_region2()`.
+///
+/// Arguments:
+///  "vm_fd"           - the VM descriptor.
+///  "slot"            - slot number (address space in bits 16-31).
+///  "flags"           - `KVM_MEM_LOG_DIRTY_PAGES` and/or `KVM_MEM_READONLY` (1, 2).
+///  "guest_phys_addr" - guest physical address (page aligned).
+///  "memory_size"     - size in bytes (page aligned; 0 deletes the slot).
+///  "userspace_addr"  - the memory backing the slot (page aligned).
+///
+/// Returns: 0, or -EINVAL (another flag, misaligned, bad slot, a VM type without that address
+/// space), -EEXIST (overlap), -EFAULT, -EBADF.
+///
+/// # Safety
+/// "userspace_addr" is checked by the kernel; it must stay mapped while the slot exists.
+#[unsafe(no_mangle)]
+#[must_use]
+pub unsafe extern "C" fn mem_enc_mem_set_user_memory_region(
+    vm_fd: c_int,
+    slot: u32,
+    flags: u32,
+    guest_phys_addr: u64,
+    memory_size: u64,
+    userspace_addr: *mut c_void,
+) -> c_int {
+    boundary(|| {
+        let c = Cmd::named("KVM_SET_USER_MEMORY_REGION");
+        let r = c.fd(vm_fd).and_then(|fd| {
+            mem::set_user_memory_region(
+                fd,
+                &MemRegion {
+                    slot,
+                    flags,
+                    guest_phys_addr,
+                    memory_size,
+                    userspace_addr: userspace_addr as u64,
+                },
+            )
+        });
         // SAFETY: no pointer out-parameters.
-        let ret = unsafe { finish(Status::None, r, |owned| fd = owned.into_raw_fd()) };
-        if ret == 0 { fd } else { ret }
+        unsafe { finish(Status::None, r, |()| {}) }
     })
 }
 

@@ -12,6 +12,7 @@ pub mod sim;
 pub mod snp;
 pub mod tdx;
 pub mod trace;
+pub mod vm;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -6,6 +6,7 @@ use core::ptr;
 use super::{boundary, boundary_or, status};
 use crate::abi::mem_enc_cmd;
 use crate::errno;
+use crate::fwerr::{self, Stage};
 use crate::host;
 use crate::op::{self, StatusWrite};
 use crate::vendor::Vendor;
@@ -54,7 +55,9 @@ use crate::vendor::Vendor;
 pub unsafe extern "C" fn mem_enc_op(fd: c_int, cmd: *mut mem_enc_cmd) -> c_int {
     boundary(|| {
         if cmd.is_null() {
-            return status(op::encryption_enabled(fd));
+            let r = op::encryption_enabled(fd);
+            fwerr::set_last_stage(Stage::of(r.is_ok(), fd >= 0, Vendor::None, 0));
+            return status(r);
         }
         // SAFETY: the caller guarantees 24 readable bytes at `cmd`; read once, any alignment.
         let input = unsafe { ptr::read_unaligned(cmd) };
@@ -71,6 +74,13 @@ pub unsafe extern "C" fn mem_enc_op(fd: c_int, cmd: *mut mem_enc_cmd) -> c_int {
             },
             None => {}
         }
+        let (vendor, raw) = match outcome.status {
+            Some(s @ StatusWrite::SevError(_)) => (Vendor::Sev, s.raw()),
+            Some(s @ StatusWrite::HwError(_)) => (Vendor::Tdx, s.raw()),
+            None => (Vendor::None, 0),
+        };
+        let issued = outcome.status.is_some();
+        fwerr::set_last_stage(Stage::of(outcome.result.is_ok(), issued, vendor, raw));
         status(outcome.result)
     })
 }

@@ -365,17 +365,20 @@ pub unsafe extern "C" fn mem_enc_negotiate_tdx_xfam(
 }
 
 /// Negotiates a whole launch: the VM type, then every setting that applies to it (GHCB
-/// version, vmsa_features, SNP policy; or TDX attributes and XFAM). `*out` states every setting
-/// that changes the launch measurement (legacy vs INIT2 path, vmsa_features, ghcb_version,
-/// policy; TDX attributes and xfam), so a guest owner can compute the expected digest.
+/// version, vmsa_features, SEV/SEV-ES or SNP policy; or TDX attributes and XFAM). `*out`
+/// states every setting that changes the launch measurement (legacy vs INIT2 path,
+/// vmsa_features, ghcb_version, policy; TDX attributes and xfam), so a guest owner can compute
+/// the expected digest.
 /// Command flags are per command: see `mem_enc_cmd_flags_supported()`.
 ///
 /// Arguments:
 ///  "caps", "caps_size" - as for `mem_enc_negotiate_vm_type()`.
-///  "req", "req_size"   - the request; at least `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` bytes, a
-///                        larger one with an all-zero tail.
+///  "req", "req_size"   - the request; at least `MEM_ENC_LAUNCH_REQUEST_SIZE_VER0` bytes
+///                        (`sizeof`, `MEM_ENC_LAUNCH_REQUEST_SIZE_VER1`, to pass `sev_policy`),
+///                        a larger one with an all-zero tail.
 ///  "out", "out_size"   - the settings; at least `MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0` bytes
-///                        (a larger struct gets a zeroed tail). Written only on success.
+///                        (`MEM_ENC_LAUNCH_SETTINGS_SIZE_VER1` to receive `sev_policy`; a larger
+///                        struct gets a zeroed tail). Written only on success.
 ///  "msg", "msg_len"    - optional (NULL, 0): a NUL-terminated sentence, the plan on success or
 ///                        the reason on a refusal.
 ///

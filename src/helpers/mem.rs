@@ -1,31 +1,17 @@
 //! The memory steps a launch needs, as thin wrappers that work on real and simulated hosts
 //! alike (all go through [`crate::host::ioctl`]): SEV region pinning, guest_memfd, memslots
-//! with guest_memfd, and the private attribute.
+//! (v1, and v2 with guest_memfd), and the private attribute.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::{Error, Result};
-use crate::host;
+use super::{Result, kvm_ioctl as ioctl_with};
 use crate::uapi::{
     KVM_CREATE_GUEST_MEMFD, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE,
     KVM_MEMORY_ENCRYPT_REG_REGION, KVM_MEMORY_ENCRYPT_UNREG_REGION, KVM_SET_MEMORY_ATTRIBUTES,
-    KVM_SET_USER_MEMORY_REGION2, kvm_create_guest_memfd, kvm_enc_region, kvm_memory_attributes,
+    KVM_SET_USER_MEMORY_REGION, KVM_SET_USER_MEMORY_REGION2, kvm_create_guest_memfd,
+    kvm_enc_region, kvm_memory_attributes, kvm_userspace_memory_region,
     kvm_userspace_memory_region2,
 };
-use crate::vendor::Vendor;
-
-/// Issues a non-MEMORY_ENCRYPT_OP ioctl with a struct argument; errors carry the ioctl name and
-/// stage "kvm" (no firmware is involved).
-fn ioctl_with<T>(
-    fd: BorrowedFd<'_>,
-    command: &'static str,
-    request: u64,
-    arg: &mut T,
-) -> Result<i32> {
-    // SAFETY: `arg` is the struct `request` is defined with, alive for the call.
-    unsafe { host::ioctl(fd.as_raw_fd(), request, arg as *mut T as u64) }
-        .map_err(|e| Error::issued(command, Vendor::None, e, 0))
-}
 
 /// `KVM_MEMORY_ENCRYPT_REG_REGION` (SEV): pins `size` bytes of guest memory at `addr`.
 pub fn register_region(vm_fd: BorrowedFd<'_>, addr: u64, size: u64) -> Result<()> {
@@ -67,6 +53,40 @@ pub fn create_guest_memfd(vm_fd: BorrowedFd<'_>, size: u64, flags: u64) -> Resul
     )?;
     // SAFETY: the ioctl returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A memslot without guest_memfd, for [`set_user_memory_region`].
+#[derive(Clone, Copy, Debug)]
+pub struct MemRegion {
+    /// Slot number (address space in bits 16-31).
+    pub slot: u32,
+    /// `KVM_MEM_LOG_DIRTY_PAGES` and/or `KVM_MEM_READONLY`.
+    pub flags: u32,
+    /// Guest physical address.
+    pub guest_phys_addr: u64,
+    /// Size in bytes (0 deletes the slot).
+    pub memory_size: u64,
+    /// The memory in user space.
+    pub userspace_addr: u64,
+}
+
+/// `KVM_SET_USER_MEMORY_REGION` (v1, every kernel): a memslot of ordinary memory, as SEV and
+/// SEV-ES guests and kernels before 6.8 use them.
+pub fn set_user_memory_region(vm_fd: BorrowedFd<'_>, r: &MemRegion) -> Result<()> {
+    let mut k = kvm_userspace_memory_region {
+        slot: r.slot,
+        flags: r.flags,
+        guest_phys_addr: r.guest_phys_addr,
+        memory_size: r.memory_size,
+        userspace_addr: r.userspace_addr,
+    };
+    ioctl_with(
+        vm_fd,
+        "KVM_SET_USER_MEMORY_REGION",
+        KVM_SET_USER_MEMORY_REGION,
+        &mut k,
+    )
+    .map(|_| ())
 }
 
 /// A memslot for [`set_user_memory_region2`].

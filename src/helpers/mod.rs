@@ -13,6 +13,7 @@ pub mod mem;
 pub mod sev;
 pub mod snp;
 pub mod tdx;
+pub mod vm;
 
 use core::fmt;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -157,6 +158,34 @@ pub(crate) fn issue(
         (Err(e), Some(st)) => Err(Error::issued(command, vendor, e, st.raw())),
         (Err(e), None) => Err(Error::rejected(command, vendor, e.0)),
     }
+}
+
+/// Issues a KVM ioctl other than `KVM_MEMORY_ENCRYPT_OP` whose argument is a struct; errors
+/// carry the ioctl's name and stage "kvm" (no firmware is involved).
+pub(crate) fn kvm_ioctl<T>(
+    fd: BorrowedFd<'_>,
+    command: &'static str,
+    request: u64,
+    arg: &mut T,
+) -> Result<i32> {
+    // SAFETY: `arg` is the struct `request` is defined with (every caller names the pair),
+    // alive and exclusively borrowed for the call.
+    unsafe { host::ioctl(fd.as_raw_fd(), request, arg as *mut T as u64) }
+        .map_err(|e| Error::issued(command, Vendor::None, e, 0))
+}
+
+/// [`kvm_ioctl`] for the requests whose argument is an immediate value (`_IO` ioctls:
+/// KVM_CREATE_VM, KVM_CREATE_VCPU, KVM_SET_TSC_KHZ), never a pointer.
+pub(crate) fn kvm_ioctl_value(
+    fd: BorrowedFd<'_>,
+    command: &'static str,
+    request: u64,
+    value: u64,
+) -> Result<i32> {
+    // SAFETY: the request takes an immediate (the callers pass only `_IO` requests), so the
+    // kernel dereferences nothing.
+    unsafe { host::ioctl(fd.as_raw_fd(), request, value) }
+        .map_err(|e| Error::issued(command, Vendor::None, e, 0))
 }
 
 /// A kernel `u32` length from a Rust length: `-EINVAL` when it does not fit.

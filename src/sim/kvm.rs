@@ -23,7 +23,8 @@ const KVM_API_VERSION: i32 = 12;
 /// x86 `KVM_MAX_VCPU_IDS` and the VM's `max_vcpus` in the model.
 const MAX_VCPU_IDS: u64 = 4096;
 const MAX_VCPUS: usize = 1024;
-const MAX_NR_RESERVED_IOAPIC_PINS: u64 = 48;
+/// `KVM_MAX_IRQ_ROUTES`, the bound `MAX_NR_RESERVED_IOAPIC_PINS` is defined as.
+const MAX_NR_RESERVED_IOAPIC_PINS: u64 = 4096;
 const KVM_MEM_SLOTS_NUM: u32 = 32767;
 /// The end of the user address range (`access_ok`).
 const TASK_SIZE: u64 = 0x7FFF_FFFF_F000;
@@ -144,6 +145,22 @@ pub fn vm_ioctl(this: &VmRef, request: u64, arg: u64) -> Result<i32, Errno> {
         KVM_CHECK_EXTENSION => {
             let vm = registry::lock(this);
             Ok(check_extension(vm.profile, Some(&vm), arg))
+        }
+        KVM_SET_USER_MEMORY_REGION => {
+            // kvm_vm_ioctl: the v1 struct is read into a zeroed v2 one; only the v1 flags.
+            let v1: kvm_userspace_memory_region = user::read(arg)?;
+            if v1.flags & !KVM_SET_USER_MEMORY_REGION_V1_FLAGS != 0 {
+                return err(libc::EINVAL);
+            }
+            let mem = kvm_userspace_memory_region2 {
+                slot: v1.slot,
+                flags: v1.flags,
+                guest_phys_addr: v1.guest_phys_addr,
+                memory_size: v1.memory_size,
+                userspace_addr: v1.userspace_addr,
+                ..Default::default()
+            };
+            set_memory_region(this, &mem).map(|()| 0)
         }
         KVM_SET_USER_MEMORY_REGION2 if registry::lock(this).profile.gmem => {
             let mem: kvm_userspace_memory_region2 = user::read(arg)?;

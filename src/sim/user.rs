@@ -42,6 +42,7 @@ pod!(
     uapi::kvm_enc_region,
     uapi::kvm_memory_attributes,
     uapi::kvm_create_guest_memfd,
+    uapi::kvm_userspace_memory_region,
     uapi::kvm_userspace_memory_region2,
     uapi::kvm_device_attr,
     uapi::kvm_enable_cap,
