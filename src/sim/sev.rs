@@ -467,14 +467,21 @@ fn launch_update_data(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno
     let p: uapi::kvm_sev_launch_update_data = user::read(data)?;
     pin(&vm.sev, p.uaddr, u64::from(p.len))?;
     ctx.generic_fault()?;
-    let bytes = user::read_vec(p.uaddr, p.len as usize).map_err(|_| Errno(libc::ENOMEM))?;
+    // Hash into a copy and keep it only when every byte was readable (pinning would have
+    // failed otherwise, before the firmware measured anything).
+    let mut ld = vm.sev.ld.clone();
+    user::for_each_chunk(p.uaddr, u64::from(p.len), |_, chunk| {
+        ld.update(chunk);
+        Ok(())
+    })
+    .map_err(|_| Errno(libc::ENOMEM))?;
     let sev = &vm.sev;
     ctx.psp_stored(sev, || match in_state(sev, &[Guest::Launching]) {
         0 if p.uaddr % 16 != 0 => status::INVALID_ADDRESS,
         0 if p.len % 16 != 0 => status::INVALID_LEN,
         s => s,
     })?;
-    vm.sev.ld.update(&bytes);
+    vm.sev.ld = ld;
     Ok(())
 }
 
@@ -614,6 +621,8 @@ fn simple(vm: &mut Vm, ctx: &mut Ctx, from: Guest, to: Guest) -> Result<(), Errn
 fn guest_status(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
     require_init(vm)?;
     ctx.generic_fault()?;
+    // sev_dbg_crypt pins the first source page before the firmware sees anything.
+    user::read_vec(p.src_uaddr, 1).map_err(|_| Errno(libc::ENOMEM))?;
     let sev = &vm.sev;
     ctx.psp_stored(sev, || {
         if sev.handle == 0 {
@@ -637,7 +646,8 @@ fn dbg(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
         return err(libc::EINVAL);
     }
     ctx.generic_fault()?;
-    let bytes = user::read_vec(p.src_uaddr, p.len as usize).map_err(|_| Errno(libc::ENOMEM))?;
+    // sev_dbg_crypt pins the first source page before the firmware sees anything.
+    user::read_vec(p.src_uaddr, 1).map_err(|_| Errno(libc::ENOMEM))?;
     let sev = &vm.sev;
     ctx.psp_stored(sev, || {
         match in_state(
@@ -655,7 +665,11 @@ fn dbg(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
             s => s,
         }
     })?;
-    user::write_bytes(p.dst_uaddr, &bytes).map_err(|_| Errno(libc::ENOMEM))
+    // Page by page, as sev_dbg_crypt does: a fault part-way leaves the earlier part copied.
+    user::for_each_chunk(p.src_uaddr, u64::from(p.len), |offset, chunk| {
+        user::write_bytes(p.dst_uaddr.wrapping_add(offset), chunk)
+    })
+    .map_err(|_| Errno(libc::ENOMEM))
 }
 
 fn attestation(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
@@ -1012,6 +1026,8 @@ fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno>
         user::read_vec(p.id_auth_uaddr, ID_AUTH_SIZE)?;
     }
     ctx.generic_fault()?;
+    // sev_dbg_crypt pins the first source page before the firmware sees anything.
+    user::read_vec(p.src_uaddr, 1).map_err(|_| Errno(libc::ENOMEM))?;
     let sev = &vm.sev;
     ctx.psp_stored(sev, || {
         if sev.snp_finished {

@@ -90,6 +90,26 @@ pub(crate) fn from_bytes<T: Pod>(bytes: &[u8]) -> T {
     }
 }
 
+/// Reads `len` bytes at `addr` a bounded chunk at a time, handing each to `f`: the model never
+/// holds a whole guest range in memory, whatever length a caller claims.
+pub(crate) fn for_each_chunk(
+    addr: u64,
+    len: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut buf = vec![0u8; CHUNK.min(len) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = CHUNK.min(len - done) as usize;
+        let at = addr.checked_add(done).ok_or_else(efault)?;
+        host::read_user(at, &mut buf[..n]).ok_or_else(efault)?;
+        f(done, &buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 /// `copy_from_user` into a new buffer of `len` bytes.
 pub(crate) fn read_vec(addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
     let mut v = vec![0u8; len];
