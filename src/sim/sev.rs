@@ -621,8 +621,6 @@ fn simple(vm: &mut Vm, ctx: &mut Ctx, from: Guest, to: Guest) -> Result<(), Errn
 fn guest_status(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
     require_init(vm)?;
     ctx.generic_fault()?;
-    // sev_dbg_crypt pins the first source page before the firmware sees anything.
-    user::read_vec(p.src_uaddr, 1).map_err(|_| Errno(libc::ENOMEM))?;
     let sev = &vm.sev;
     ctx.psp_stored(sev, || {
         if sev.handle == 0 {
