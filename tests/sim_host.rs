@@ -10,6 +10,16 @@ use memenc::capi::sim::*;
 use memenc::uapi::*;
 use sim_util::*;
 
+/// The tests here open and close descriptors and one of them checks what a just-closed number
+/// answers: run them one at a time so a parallel test cannot take that number in between.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn attr(fd: i32, request: u64, group: u32, attr: u64) -> (Result<i32, i32>, u64) {
     let mut value = 0u64;
     let mut a = kvm_device_attr {
@@ -177,6 +187,7 @@ fn answers(system: i32) -> Vec<String> {
 
 #[test]
 fn differential_real_kvm_and_the_none_profile() {
+    let _serial = serial();
     // SAFETY: plain open(2) of a device path.
     let real = unsafe { libc::open(c"/dev/kvm".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if real < 0 {
@@ -195,6 +206,7 @@ fn differential_real_kvm_and_the_none_profile() {
 
 #[test]
 fn probing_answers_per_profile() {
+    let _serial = serial();
     // profile, VM_TYPES, MEMORY_ATTRIBUTES, SEV attrs 0, 1, 2
     type Row = (
         &'static str,
@@ -309,6 +321,7 @@ fn probing_answers_per_profile() {
 
 #[test]
 fn c_api_argument_errors() {
+    let _serial = serial();
     // SAFETY: NULL and valid strings only.
     unsafe {
         assert_eq!(mem_enc_sim_kvm_open(core::ptr::null()), -EINVAL);
@@ -401,6 +414,7 @@ fn c_api_argument_errors() {
 
 #[test]
 fn closed_and_reused_descriptors_are_never_mistaken() {
+    let _serial = serial();
     let vm = new_vm("snp@6.11", KVM_X86_SNP_VM);
     let n = vm.0;
     drop(vm);
@@ -445,6 +459,7 @@ fn closed_and_reused_descriptors_are_never_mistaken() {
 
 #[test]
 fn many_vms_and_threads() {
+    let _serial = serial();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             std::thread::spawn(move || {

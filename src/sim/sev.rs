@@ -1024,8 +1024,6 @@ fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno>
         user::read_vec(p.id_auth_uaddr, ID_AUTH_SIZE)?;
     }
     ctx.generic_fault()?;
-    // sev_dbg_crypt pins the first source page before the firmware sees anything.
-    user::read_vec(p.src_uaddr, 1).map_err(|_| Errno(libc::ENOMEM))?;
     let sev = &vm.sev;
     ctx.psp_stored(sev, || {
         if sev.snp_finished {
