@@ -791,7 +791,8 @@ fn expect(what: &str, r: &Observed, ret: i32, fw: u32) {
 fn sev_helpers_against_guard_pages() {
     // Descriptor-only helpers: the status word is the only buffer.
     type FdOnly = unsafe extern "C" fn(i32, *mut u32) -> i32;
-    let fd_only: [(&str, FdOnly, fn() -> (Fd, Fd, Mem)); 7] = [
+    type State = fn() -> (Fd, Fd, Mem);
+    let fd_only: [(&str, FdOnly, State); 7] = [
         ("sev_init", mem_enc_sev_init, || {
             (new_vm("sev@6.1", 0), Fd(-1), Mem::new(PAGE))
         }),
@@ -1243,9 +1244,9 @@ fn snp_helpers_against_guard_pages() {
     }
     let finish = mem_enc_snp_launch_finish_args {
         id_block: core::ptr::null(),
-        id_block_len: MEM_ENC_SNP_ID_BLOCK_SIZE as usize,
+        id_block_len: MEM_ENC_SNP_ID_BLOCK_SIZE,
         id_auth: core::ptr::null(),
-        id_auth_len: MEM_ENC_SNP_ID_AUTH_SIZE as usize,
+        id_auth_len: MEM_ENC_SNP_ID_AUTH_SIZE,
         host_data: [9; 32],
         auth_key_en: 0,
         vcek_disabled: 0,
@@ -1529,7 +1530,7 @@ fn sim_exports_and_fw_describe_against_guard_pages() {
     } else {
         n as usize + 1
     };
-    for len in [needed, MEM_ENC_FW_DESCRIBE_MAX as usize] {
+    for len in [needed, MEM_ENC_FW_DESCRIBE_MAX] {
         let r = guarded("fw_describe", &[vec![0xA5; len]], |p| {
             // SAFETY: p[0] has `len` writable bytes.
             i64::from(unsafe {
