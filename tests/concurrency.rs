@@ -186,7 +186,7 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
         };
         cap.args[0] = 24;
         let r = sim_util::raw(vm.0, memenc::uapi::KVM_ENABLE_CAP, sim_util::ptr(&mut cap));
-        rs.push(r.map_or_else(|e| -e, |v| v));
+        rs.push(r.unwrap_or_else(|e| -e));
         let v = vcpu(&vm, 0).unwrap();
         rs.push(mem_enc_tdx_init_vcpu(v.0, 0x1000, &mut hw));
         let backing = Mem::new(8 * PAGE);
