@@ -207,7 +207,11 @@ impl Step<'_, '_> {
 
     /// An argument struct `T` filled from the input, then `fix`ed (pointer fields), passed
     /// with a chosen size: (pointer, size).
-    fn args<T: Copy>(&mut self, ver0: usize, fix: impl FnOnce(&mut Self, &mut T)) -> (*const T, usize) {
+    fn args<T: Copy>(
+        &mut self,
+        ver0: usize,
+        fix: impl FnOnce(&mut Self, &mut T),
+    ) -> (*const T, usize) {
         let own = size_of::<T>();
         let mut raw = vec![0u8; own];
         self.input.fill(&mut raw);
@@ -263,7 +267,10 @@ fn check(name: &str, r: i32, issued: u64, a: &After) {
     let stage = mem_enc_last_stage();
     if issued == 0 {
         assert_ne!(r, 0, "{name}: success without an ioctl");
-        assert_eq!(stage, MEM_ENC_STAGE_MEMENC, "{name}: no ioctl, stage {stage}");
+        assert_eq!(
+            stage, MEM_ENC_STAGE_MEMENC,
+            "{name}: no ioctl, stage {stage}"
+        );
     }
     if let Some(w) = a.fw.written() {
         match (issued, w) {
@@ -290,7 +297,11 @@ fn check(name: &str, r: i32, issued: u64, a: &After) {
         }
     }
     if issued == 0 {
-        assert_ne!(a.reached, Some(true), "{name}: progress written without an ioctl");
+        assert_ne!(
+            a.reached,
+            Some(true),
+            "{name}: progress written without an ioctl"
+        );
     }
 }
 
@@ -356,7 +367,9 @@ fn step(w: &mut World, input: &mut Bytes) {
             });
             a.fw = Fw::sev(o);
             // SAFETY: args valid for n bytes or NULL; fw NULL or writable.
-            ("sev_init2", unsafe { mem_enc_sev_init2(fd, p, n, a.fw.p32()) })
+            ("sev_init2", unsafe {
+                mem_enc_sev_init2(fd, p, n, a.fw.p32())
+            })
         }
         3 | 4 => {
             let fd = s.fd(false);
@@ -372,9 +385,15 @@ fn step(w: &mut World, input: &mut Bytes) {
             // SAFETY: as above; handle NULL or writable.
             let r = unsafe {
                 if op == 3 {
-                    ("launch_start", mem_enc_sev_launch_start(fd, sev, p, n, hp, f))
+                    (
+                        "launch_start",
+                        mem_enc_sev_launch_start(fd, sev, p, n, hp, f),
+                    )
                 } else {
-                    ("receive_start", mem_enc_sev_receive_start(fd, sev, p, n, hp, f))
+                    (
+                        "receive_start",
+                        mem_enc_sev_receive_start(fd, sev, p, n, hp, f),
+                    )
                 }
             };
             a.words.push(changed(&handle, S32));
@@ -404,7 +423,10 @@ fn step(w: &mut World, input: &mut Bytes) {
                 if op == 7 {
                     ("launch_secret", mem_enc_sev_launch_secret(fd, p, n, f))
                 } else {
-                    ("receive_update_data", mem_enc_sev_receive_update_data(fd, p, n, f))
+                    (
+                        "receive_update_data",
+                        mem_enc_sev_receive_update_data(fd, p, n, f),
+                    )
                 }
             }
         }
@@ -447,7 +469,9 @@ fn step(w: &mut World, input: &mut Bytes) {
             a.fw = Fw::sev(o);
             let (dp, f) = (outs[0].ptr::<u8>(), a.fw.p32());
             // SAFETY: dst has len bytes or is NULL; src checked by the model.
-            ("dbg_decrypt", unsafe { mem_enc_sev_dbg_decrypt(fd, src as *const c_void, dp, len, f) })
+            ("dbg_decrypt", unsafe {
+                mem_enc_sev_dbg_decrypt(fd, src as *const c_void, dp, len, f)
+            })
         }
         13 => {
             let fd = s.fd(false);
@@ -455,7 +479,9 @@ fn step(w: &mut World, input: &mut Bytes) {
             let dst = s.kaddr();
             a.fw = Fw::sev(o);
             // SAFETY: src has len bytes or is NULL; dst checked by the model.
-            ("dbg_encrypt", unsafe { mem_enc_sev_dbg_encrypt(fd, src, dst as *mut c_void, len, a.fw.p32()) })
+            ("dbg_encrypt", unsafe {
+                mem_enc_sev_dbg_encrypt(fd, src, dst as *mut c_void, len, a.fw.p32())
+            })
         }
         15 => {
             let fd = s.fd(false);
@@ -469,7 +495,12 @@ fn step(w: &mut World, input: &mut Bytes) {
             let mut len = word(o, 2, cap);
             let mut policy = word(o, 4, S32);
             a.fw = Fw::sev(o);
-            let (sp, lp, pp, f) = (outs[0].ptr::<u8>(), wp(&mut len), wp(&mut policy), a.fw.p32());
+            let (sp, lp, pp, f) = (
+                outs[0].ptr::<u8>(),
+                wp(&mut len),
+                wp(&mut policy),
+                a.fw.p32(),
+            );
             // SAFETY: as the contract requires.
             let r = unsafe { mem_enc_sev_send_start(fd, p, n, sp, lp, pp, f) };
             a.lens_changed = changed(&len, cap);
@@ -488,7 +519,16 @@ fn step(w: &mut World, input: &mut Bytes) {
             let (hlp, tlp, f) = (wp(&mut hl), wp(&mut tl), a.fw.p32());
             // SAFETY: as the contract requires; guest checked by the model.
             let r = unsafe {
-                mem_enc_sev_send_update_data(fd, guest as *const c_void, glen as usize, hp, hlp, tp, tlp, f)
+                mem_enc_sev_send_update_data(
+                    fd,
+                    guest as *const c_void,
+                    glen as usize,
+                    hp,
+                    hlp,
+                    tp,
+                    tlp,
+                    f,
+                )
             };
             a.lens_changed = changed(&hl, hc) || changed(&tl, tc);
             ("send_update_data", r)
@@ -504,7 +544,9 @@ fn step(w: &mut World, input: &mut Bytes) {
             });
             a.fw = Fw::sev(o);
             // SAFETY: as the contract requires.
-            ("snp_launch_start", unsafe { mem_enc_snp_launch_start(fd, sev, p, n, a.fw.p32()) })
+            ("snp_launch_start", unsafe {
+                mem_enc_snp_launch_start(fd, sev, p, n, a.fw.p32())
+            })
         }
         21 => {
             let fd = s.fd(false);
@@ -540,13 +582,17 @@ fn step(w: &mut World, input: &mut Bytes) {
             });
             a.fw = Fw::sev(o);
             // SAFETY: as the contract requires.
-            ("snp_launch_finish", unsafe { mem_enc_snp_launch_finish(fd, sev, p, n, a.fw.p32()) })
+            ("snp_launch_finish", unsafe {
+                mem_enc_snp_launch_finish(fd, sev, p, n, a.fw.p32())
+            })
         }
         23 => {
             let fd = s.fd(false);
             a.fw = Fw::sev(o);
             // SAFETY: fw NULL or writable.
-            ("snp_enable_req_certs", unsafe { mem_enc_snp_enable_req_certs(fd, a.fw.p32()) })
+            ("snp_enable_req_certs", unsafe {
+                mem_enc_snp_enable_req_certs(fd, a.fw.p32())
+            })
         }
         // ---- TDX
         24 => {
@@ -582,7 +628,8 @@ fn step(w: &mut World, input: &mut Bytes) {
                     _ => usize::from(s.input.u8()),
                 };
                 let mut entries = vec![0u8; nent * size_of::<mem_enc_cpuid_entry>()];
-                s.input.fill(&mut entries[..nent.min(4) * size_of::<mem_enc_cpuid_entry>()]);
+                s.input
+                    .fill(&mut entries[..nent.min(4) * size_of::<mem_enc_cpuid_entry>()]);
                 if nent > 0 && s.input.u8() & 1 == 0 {
                     // A valid GPAW leaf first.
                     let e = mem_enc_cpuid_entry {
@@ -608,14 +655,18 @@ fn step(w: &mut World, input: &mut Bytes) {
             });
             a.fw = Fw::tdx(o);
             // SAFETY: as the contract requires.
-            ("tdx_init_vm", unsafe { mem_enc_tdx_init_vm(fd, p, n, a.fw.p64()) })
+            ("tdx_init_vm", unsafe {
+                mem_enc_tdx_init_vm(fd, p, n, a.fw.p64())
+            })
         }
         26 => {
             let fd = s.fd(true);
             let rcx = s.input.u64();
             a.fw = Fw::tdx(o);
             // SAFETY: hw NULL or writable.
-            ("tdx_init_vcpu", unsafe { mem_enc_tdx_init_vcpu(fd, rcx, a.fw.p64()) })
+            ("tdx_init_vcpu", unsafe {
+                mem_enc_tdx_init_vcpu(fd, rcx, a.fw.p64())
+            })
         }
         27 => {
             let fd = s.fd(true);
@@ -640,7 +691,9 @@ fn step(w: &mut World, input: &mut Bytes) {
             let fd = s.fd(false);
             a.fw = Fw::tdx(o);
             // SAFETY: hw NULL or writable.
-            ("tdx_finalize_vm", unsafe { mem_enc_tdx_finalize_vm(fd, a.fw.p64()) })
+            ("tdx_finalize_vm", unsafe {
+                mem_enc_tdx_finalize_vm(fd, a.fw.p64())
+            })
         }
         29 => {
             let fd = s.fd(true);
@@ -661,15 +714,25 @@ fn step(w: &mut World, input: &mut Bytes) {
             // SAFETY: the address is only handed to the kernel (the model), which checks it.
             unsafe {
                 if op == 30 {
-                    ("register_region", mem_enc_mem_register_region(fd, addr, len))
+                    (
+                        "register_region",
+                        mem_enc_mem_register_region(fd, addr, len),
+                    )
                 } else {
-                    ("unregister_region", mem_enc_mem_unregister_region(fd, addr, len))
+                    (
+                        "unregister_region",
+                        mem_enc_mem_unregister_region(fd, addr, len),
+                    )
                 }
             }
         }
         32 => {
             let fd = s.fd(false);
-            let size = if o & 2 == 0 { s.small().wrapping_mul(PAGE as u64) } else { s.klen() };
+            let size = if o & 2 == 0 {
+                s.small().wrapping_mul(PAGE as u64)
+            } else {
+                s.klen()
+            };
             let flags = s.small();
             let r = mem_enc_mem_create_guest_memfd(fd, size, flags);
             if r >= 0 {
@@ -694,12 +757,17 @@ fn step(w: &mut World, input: &mut Bytes) {
                 }
             });
             // SAFETY: args valid for n bytes or NULL.
-            ("set_user_memory_region2", unsafe { mem_enc_mem_set_user_memory_region2(fd, p, n) })
+            ("set_user_memory_region2", unsafe {
+                mem_enc_mem_set_user_memory_region2(fd, p, n)
+            })
         }
         34 => {
             let fd = s.fd(false);
             let (gpa, size) = (s.small().wrapping_mul(PAGE as u64), s.klen());
-            ("set_private", mem_enc_mem_set_private(fd, gpa, size, i32::from(o & 2 == 0)))
+            (
+                "set_private",
+                mem_enc_mem_set_private(fd, gpa, size, i32::from(o & 2 == 0)),
+            )
         }
         // ---- simulator exports
         35 => {

@@ -79,7 +79,14 @@ fuzz_target!(|data: &[u8]| {
     let world = kind.is_sim().then(|| {
         let [profile, vm_type, stage, _] = negative.to_le_bytes();
         let launch = sim::PROFILES[profile as usize % sim::PROFILES.len()].1;
-        let mut w = sim::World::new(profile, Some(if vm_type & 1 == 0 { launch } else { u32::from(vm_type >> 1) }));
+        let mut w = sim::World::new(
+            profile,
+            Some(if vm_type & 1 == 0 {
+                launch
+            } else {
+                u32::from(vm_type >> 1)
+            }),
+        );
         w.prefix(stage % 4);
         if kind == FdKind::SimVcpu && w.vcpus.is_empty() {
             w.add_vcpu(u32::from(stage >> 2));

@@ -174,8 +174,8 @@ pub mod sim {
     use core::ffi::CStr;
     use core::ptr::{null, null_mut};
     use std::os::fd::RawFd;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Once;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use memenc::capi::mem::*;
     use memenc::capi::sev::*;
@@ -229,7 +229,10 @@ pub mod sim {
             let base = p.cast::<u8>();
             // SAFETY: the last page of the mapping just made; `len` bytes before it are ours.
             unsafe {
-                assert_eq!(libc::mprotect(base.add(len).cast(), PAGE, libc::PROT_NONE), 0);
+                assert_eq!(
+                    libc::mprotect(base.add(len).cast(), PAGE, libc::PROT_NONE),
+                    0
+                );
                 core::ptr::write_bytes(base, fill, len);
             }
             Area { base, len }
@@ -267,7 +270,8 @@ pub mod sim {
     /// than the rest of an input) and refilled for every new world, so inputs stay independent.
     fn areas() -> (&'static Area, &'static Area) {
         static AREAS: std::sync::OnceLock<(Area, Area)> = std::sync::OnceLock::new();
-        let (g, s) = AREAS.get_or_init(|| (Area::new(GUEST_PAGES, 0), Area::new(GUEST_PAGES, 0x5A)));
+        let (g, s) =
+            AREAS.get_or_init(|| (Area::new(GUEST_PAGES, 0), Area::new(GUEST_PAGES, 0x5A)));
         // SAFETY: both areas are `len` writable bytes; no reference into them is held.
         unsafe {
             core::ptr::write_bytes(g.base, 0, g.len);
@@ -431,14 +435,7 @@ pub mod sim {
                                 session: null(),
                                 session_len: 0,
                             };
-                            mem_enc_sev_launch_start(
-                                vm,
-                                self.sev_fd(),
-                                &a,
-                                40,
-                                null_mut(),
-                                &mut fw,
-                            )
+                            mem_enc_sev_launch_start(vm, self.sev_fd(), &a, 40, null_mut(), &mut fw)
                         }
                         _ => {
                             let r = self.private_memory();
