@@ -122,13 +122,21 @@ fuzz_target!(|data: &[u8]| {
             let slot = usize::from((mode >> 3) & 7) * 8;
             param[slot..slot + 8].copy_from_slice(&(w.src.base as u64).to_le_bytes());
         }
-        if vendor_is_sev(fd) && cmd.id == memenc::uapi::sev_id::LAUNCH_UPDATE_DATA && mode & 1 != 0
-        {
-            // The model reads LAUNCH_UPDATE_DATA's whole range into one buffer of the claimed
-            // length (up to 4 GiB) when both ends are mapped (src/sim/sev.rs pin/read_vec);
-            // beyond 16 MiB that is memory, not coverage. Reported; see TESTING.md.
-            let len = u32::from_le_bytes(param[8..12].try_into().unwrap_or([0; 4]));
-            param[8..12].copy_from_slice(&len.min(16 << 20).to_le_bytes());
+        if vendor_is_sev(fd) && mode & 1 != 0 {
+            // The SEV model reads a claimed range into one buffer of the claimed length (up
+            // to 4 GiB) when both its ends are mapped (src/sim/sev.rs: pin/read_vec in
+            // LAUNCH_UPDATE_DATA, DBG_*, ...): beyond 16 MiB that is memory, not coverage, and
+            // libFuzzer reports it as out-of-memory. Every 32-bit word of the first 64 bytes
+            // (where the lengths are) is clamped, except the injected source address.
+            // Reported; see TESTING.md.
+            let src_slot = usize::from((mode >> 3) & 7) * 8;
+            for at in (0..64).step_by(4) {
+                if mode & 4 != 0 && (src_slot..src_slot + 8).contains(&at) {
+                    continue;
+                }
+                let word = u32::from_le_bytes(param[at..at + 4].try_into().unwrap_or([0; 4]));
+                param[at..at + 4].copy_from_slice(&word.min(16 << 20).to_le_bytes());
+            }
         }
     }
     let before = as_bytes(&cmd);
