@@ -8,15 +8,15 @@
 # stable, coverage-guided, debug assertions on) for a toolchain that lacks the ASan runtime.
 #
 # Environment:
-#   MEMENC_FUZZ_SECONDS    seconds per target (default 30; 3 targets: 90 s of fuzzing)
+#   MEMENC_FUZZ_SECONDS    seconds per target (default 28; 4 targets: 112 s of fuzzing)
 #   MEMENC_FUZZ_SANITIZER  address (default) or none
 # Prints one summary line: "fuzz-smoke: N targets, E executions, C crashes".
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-seconds=${MEMENC_FUZZ_SECONDS:-30}
+seconds=${MEMENC_FUZZ_SECONDS:-28}
 sanitizer=${MEMENC_FUZZ_SANITIZER:-address}
-targets=(mem_enc_op mem_enc_probe negotiate)
+targets=(mem_enc_op mem_enc_probe negotiate helpers)
 
 if ! command -v cargo-fuzz >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz-smoke: installing cargo-fuzz"

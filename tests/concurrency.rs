@@ -4,8 +4,11 @@
 //! the probe cache answers the same in a child after `fork()`, whether the parent's cache was
 //! warm or just invalidated, while other threads were in the middle of probing.
 //!
-//! The real-descriptor parts need /dev/kvm (visible SKIPPED line without it). The simulated
-//! launches of the issue plug in as one more step of `workload` once the simulator exists.
+//! Every thread also runs three complete simulated launches (SEV on sev@6.1, SNP on snp@6.18,
+//! TDX on tdx@6.19: SIMULATED results) on VMs of its own, and their launch digests must equal
+//! the single-threaded run's.
+//!
+//! The real-descriptor parts need /dev/kvm (visible SKIPPED line without it).
 //! Run under helgrind/drd: see TESTING.md.
 
 use std::fs::File;
@@ -69,6 +72,144 @@ struct Observed {
     launch: (i32, mem_enc_launch_settings, Vec<u8>),
     /// (descriptor kind, id, flags) -> (return value, status bytes).
     ops: Vec<(&'static str, u32, u32, i32, u64)>,
+    /// Simulated launches: (profile, every helper's return value, launch digest).
+    sim: Vec<(&'static str, Vec<i32>, Vec<u8>)>,
+}
+
+#[path = "sim_util/mod.rs"]
+mod sim_util;
+
+use memenc::capi::sev::*;
+use memenc::capi::snp::*;
+use memenc::capi::tdx::*;
+use sim_util::{Mem, new_vm, private_slot, sev_dev, vcpu};
+
+const PAGE: usize = 4096;
+
+/// Guest pages with a fixed pattern (the measured contents).
+fn image(pages: usize) -> Mem {
+    let mut m = Mem::new(pages * PAGE);
+    for (i, b) in m.bytes().iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    m
+}
+
+/// Three whole launches on this thread's own simulated VMs: the helpers' results and digests.
+fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut fw = 0u32;
+    let mut hw = 0u64;
+    // SAFETY (whole block): every pointer is valid for the size passed with it.
+    unsafe {
+        // SEV (legacy INIT on a 6.1-era host).
+        let vm = new_vm("sev@6.1", 0);
+        let sev = sev_dev(&vm);
+        let img = image(2);
+        let start = mem_enc_sev_start_args {
+            handle: 0,
+            policy: 1,
+            cert: core::ptr::null(),
+            cert_len: 0,
+            session: core::ptr::null(),
+            session_len: 0,
+        };
+        let rs = vec![
+            mem_enc_sev_init(vm.0, &mut fw),
+            mem_enc_sev_launch_start(vm.0, sev.0, &start, 40, core::ptr::null_mut(), &mut fw),
+            mem_enc_sev_launch_update_data(vm.0, img.addr as *mut _, 2 * PAGE, &mut fw),
+        ];
+        out.push(("sev@6.1", rs, sim_util::digest(&vm).unwrap_or_default()));
+
+        // SNP: INIT2, LAUNCH_START, 4 pages, LAUNCH_FINISH with one vCPU.
+        let vm = new_vm("snp@6.18", MEM_ENC_VM_TYPE_SNP);
+        let sev = sev_dev(&vm);
+        let backing = Mem::new(8 * PAGE);
+        let _gmem = private_slot(&vm, 0, 0, 8 * PAGE as u64, &backing);
+        let img = image(4);
+        let init = mem_enc_sev_init2_args {
+            ghcb_version: 2,
+            ..Default::default()
+        };
+        let start = mem_enc_snp_launch_start_args {
+            policy: MEM_ENC_SNP_POLICY_SMT,
+            gosvw: [0; 16],
+        };
+        let update = mem_enc_snp_launch_update_args {
+            gfn_start: 2,
+            src: img.addr as *mut _,
+            len: 4 * PAGE as u64,
+            page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
+            reserved: 0,
+        };
+        let finish = mem_enc_snp_launch_finish_args {
+            id_block: core::ptr::null(),
+            id_block_len: 0,
+            id_auth: core::ptr::null(),
+            id_auth_len: 0,
+            host_data: [7; 32],
+            auth_key_en: 0,
+            vcek_disabled: 0,
+            reserved: [0; 6],
+        };
+        let mut reached = 0;
+        let mut rs = vec![
+            mem_enc_sev_init2(vm.0, &init, 16, &mut fw),
+            mem_enc_snp_launch_start(vm.0, sev.0, &start, 24, &mut fw),
+            mem_enc_snp_launch_update(vm.0, sev.0, &update, 32, &mut reached, &mut fw),
+        ];
+        let _v = vcpu(&vm, 0).unwrap();
+        rs.push(mem_enc_snp_launch_finish(vm.0, sev.0, &finish, 72, &mut fw));
+        out.push(("snp@6.18", rs, sim_util::digest(&vm).unwrap_or_default()));
+
+        // TDX: INIT_VM, a vCPU, 4 measured pages, FINALIZE_VM.
+        let vm = new_vm("tdx@6.19", MEM_ENC_VM_TYPE_TDX);
+        let cpuid = [mem_enc_cpuid_entry {
+            function: 0x8000_0008,
+            eax: 48 << 16,
+            ..Default::default()
+        }];
+        let args = mem_enc_tdx_init_vm_args {
+            attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
+            xfam: 3,
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
+            cpuid: cpuid.as_ptr(),
+            cpuid_nent: 1,
+            reserved: 0,
+        };
+        let mut rs = vec![mem_enc_tdx_init_vm(vm.0, &args, 176, &mut hw)];
+        let mut cap = memenc::uapi::kvm_enable_cap {
+            cap: memenc::uapi::KVM_CAP_SPLIT_IRQCHIP as u32,
+            ..Default::default()
+        };
+        cap.args[0] = 24;
+        let r = sim_util::raw(vm.0, memenc::uapi::KVM_ENABLE_CAP, sim_util::ptr(&mut cap));
+        rs.push(r.unwrap_or_else(|e| -e));
+        let v = vcpu(&vm, 0).unwrap();
+        rs.push(mem_enc_tdx_init_vcpu(v.0, 0x1000, &mut hw));
+        let backing = Mem::new(8 * PAGE);
+        let _gmem = private_slot(&vm, 0, 0, 8 * PAGE as u64, &backing);
+        let img = image(4);
+        let region = mem_enc_tdx_init_mem_region_args {
+            source: img.addr as *const _,
+            gpa: 2 * PAGE as u64,
+            nr_pages: 4,
+            flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
+            reserved: 0,
+        };
+        rs.push(mem_enc_tdx_init_mem_region(
+            v.0,
+            &region,
+            32,
+            &mut reached,
+            &mut hw,
+        ));
+        rs.push(mem_enc_tdx_finalize_vm(vm.0, &mut hw));
+        out.push(("tdx@6.19", rs, sim_util::digest(&vm).unwrap_or_default()));
+    }
+    out
 }
 
 /// A hand-built SNP host, so the success paths of negotiation run everywhere.
@@ -187,6 +328,7 @@ fn workload(kvm: bool) -> Observed {
         levels,
         launch,
         ops,
+        sim: sim_launches(),
     }
 }
 
@@ -194,6 +336,10 @@ fn workload(kvm: bool) -> Observed {
 fn eight_threads_agree_with_one() {
     let kvm = have_kvm();
     let reference = workload(kvm);
+    for (profile, rs, digest) in &reference.sim {
+        assert!(rs.iter().all(|&r| r == 0), "{profile}: {rs:?}");
+        assert!(digest.len() >= 32, "{profile}: no digest");
+    }
     // Round 0 starts with an empty cache so the first probes race each other.
     mem_enc_probe_invalidate();
     let barrier = Barrier::new(THREADS);

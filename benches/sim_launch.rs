@@ -1,0 +1,441 @@
+//! Launch updates on the simulated host (results SIMULATED): what the library costs above the
+//! host, and how fast the simulated firmware measures. BENCHMARKS.md has the figures.
+//!
+//! Part 1 (printed, one shot each): SNP_LAUNCH_UPDATE and TDX INIT_MEM_REGION of 1 GiB through
+//! the typed helpers:
+//!  - KVM_MEMORY_ENCRYPT_OP calls issued (memenc's trace hook) against the kernel minimum (one:
+//!    both kernel handlers walk the whole range in one call unless interrupted);
+//!  - bytes of caller memory read through `process_vm_readv`, the host layer's only way to
+//!    read caller memory (`host::read_user`), counted by interposing the symbol in this binary,
+//!    with the first callers' stacks: every one is in the model (`memenc::sim`), which reads the
+//!    guest data as firmware would. Together with the peak-RSS growth of the call (a copy of
+//!    the guest data would need buffers), this shows the library layer copies none of it;
+//!  - wall time and the measurement throughput.
+//!
+//! Part 2 (criterion): the simulated host's SHA-384 measurement of 64 MiB against `sha2`
+//! hashing the same bytes directly (the limit).
+//!
+//! Run: `cargo bench --bench sim_launch` (add `-- --quick` for a shorter criterion part).
+
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput};
+use memenc::capi::mem::*;
+use memenc::capi::sev::*;
+use memenc::capi::sim::*;
+use memenc::capi::snp::*;
+use memenc::capi::tdx::*;
+use memenc::negotiate::*;
+use memenc::trace::mem_enc_trace_event;
+use sha2::{Digest, Sha384};
+
+const PAGE: usize = 4096;
+const GIB: usize = 1 << 30;
+
+// ---------------------------------------------------------------------------------------------
+// Counting: ioctls (trace hook) and process_vm_readv bytes (symbol interposition).
+
+static IOCTLS: AtomicU64 = AtomicU64::new(0);
+static READ_CALLS: AtomicU64 = AtomicU64::new(0);
+static READ_BYTES: AtomicU64 = AtomicU64::new(0);
+static SAMPLE: AtomicBool = AtomicBool::new(false);
+static SAMPLED: AtomicUsize = AtomicUsize::new(0);
+static SAMPLED_IN_SIM: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn count_ioctl(_: *mut c_void, _: *const mem_enc_trace_event) {
+    IOCTLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Interposes libc's `process_vm_readv` for this binary (memenc is linked in statically, so
+/// its calls bind here): counts, samples the caller's stack, then makes the real system call.
+///
+/// # Safety
+/// As `process_vm_readv(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn process_vm_readv(
+    pid: libc::pid_t,
+    local: *const libc::iovec,
+    liovcnt: libc::c_ulong,
+    remote: *const libc::iovec,
+    riovcnt: libc::c_ulong,
+    flags: libc::c_ulong,
+) -> libc::ssize_t {
+    // SAFETY: the same arguments, to the same system call.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_process_vm_readv,
+            pid,
+            local,
+            liovcnt,
+            remote,
+            riovcnt,
+            flags,
+        )
+    } as libc::ssize_t;
+    READ_CALLS.fetch_add(1, Ordering::Relaxed);
+    if n > 0 {
+        READ_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    if SAMPLE.load(Ordering::Relaxed) && SAMPLED.fetch_add(1, Ordering::Relaxed) < 64 {
+        let stack = std::backtrace::Backtrace::force_capture().to_string();
+        if stack.contains("memenc::sim::") {
+            SAMPLED_IN_SIM.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    n
+}
+
+fn counters() -> (u64, u64, u64) {
+    (
+        IOCTLS.load(Ordering::Relaxed),
+        READ_CALLS.load(Ordering::Relaxed),
+        READ_BYTES.load(Ordering::Relaxed),
+    )
+}
+
+/// Peak resident set (VmHWM) in KiB; reset with `clear_refs` 5 before a measurement.
+fn hwm_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn reset_hwm() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulated VMs with `bytes` of private memory at GPA 0, and a source of the same size.
+
+struct Mapping(*mut u8, usize);
+impl Mapping {
+    fn new(len: usize) -> Mapping {
+        // SAFETY: a fresh anonymous private mapping.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        Mapping(p.cast(), len)
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is ours, len bytes.
+        unsafe { core::slice::from_raw_parts(self.0, self.1) }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is ours, len bytes, borrowed mutably once.
+        unsafe { core::slice::from_raw_parts_mut(self.0, self.1) }
+    }
+}
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(self.0.cast(), self.1) };
+    }
+}
+
+/// A source image: every page different (a page index and a byte pattern).
+fn source(bytes: usize) -> Mapping {
+    let mut m = Mapping::new(bytes);
+    for (i, page) in m.bytes_mut().chunks_mut(PAGE).enumerate() {
+        page.fill((i % 251) as u8);
+        page[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    }
+    m
+}
+
+struct Vm {
+    fds: Vec<i32>,
+    _backing: Mapping,
+}
+impl Drop for Vm {
+    fn drop(&mut self) {
+        for &fd in self.fds.iter().rev() {
+            // SAFETY: descriptors this benchmark opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+impl Vm {
+    fn vm(&self) -> i32 {
+        self.fds[0]
+    }
+    fn last(&self) -> i32 {
+        *self.fds.last().unwrap()
+    }
+}
+
+fn private_memory(vm: i32, bytes: usize, fds: &mut Vec<i32>) -> Mapping {
+    let backing = Mapping::new(bytes);
+    let g = mem_enc_mem_create_guest_memfd(vm, bytes as u64, 0);
+    assert!(g >= 0, "guest_memfd {g}");
+    fds.push(g);
+    let region = mem_enc_mem_region_args {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: bytes as u64,
+        userspace_addr: backing.0.cast(),
+        guest_memfd_offset: 0,
+        guest_memfd: g,
+        reserved: 0,
+    };
+    // SAFETY: a valid struct of its size.
+    assert_eq!(
+        unsafe { mem_enc_mem_set_user_memory_region2(vm, &region, 48) },
+        0
+    );
+    assert_eq!(mem_enc_mem_set_private(vm, 0, bytes as u64, 1), 0);
+    backing
+}
+
+/// snp@6.18 VM after INIT2 and SNP_LAUNCH_START; fds: [vm, sev, gmem].
+fn snp_vm(bytes: usize) -> Vm {
+    // SAFETY (whole block): NUL-terminated names, valid structs.
+    unsafe {
+        let vm = mem_enc_sim_vm_create_type(c"snp@6.18".as_ptr(), MEM_ENC_VM_TYPE_SNP);
+        assert!(vm >= 0);
+        let sev = mem_enc_sim_sev_device_open(vm);
+        let mut fw = 0;
+        let init = mem_enc_sev_init2_args {
+            ghcb_version: 2,
+            ..Default::default()
+        };
+        assert_eq!(mem_enc_sev_init2(vm, &init, 16, &mut fw), 0);
+        let start = mem_enc_snp_launch_start_args {
+            policy: MEM_ENC_SNP_POLICY_SMT,
+            gosvw: [0; 16],
+        };
+        assert_eq!(mem_enc_snp_launch_start(vm, sev, &start, 24, &mut fw), 0);
+        let mut fds = vec![vm, sev];
+        let backing = private_memory(vm, bytes, &mut fds);
+        fds.swap(1, 2); // [vm, gmem, sev]: sev last
+        Vm {
+            fds,
+            _backing: backing,
+        }
+    }
+}
+
+fn snp_update(vm: &Vm, src: &Mapping, bytes: usize) -> (i32, u64) {
+    let args = mem_enc_snp_launch_update_args {
+        gfn_start: 0,
+        src: src.0.cast(),
+        len: bytes as u64,
+        page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
+        reserved: 0,
+    };
+    let (mut reached, mut fw) = (0, 0);
+    // SAFETY: valid pointers.
+    let r =
+        unsafe { mem_enc_snp_launch_update(vm.vm(), vm.last(), &args, 32, &mut reached, &mut fw) };
+    (r, reached)
+}
+
+/// tdx@6.19 TD after INIT_VM with vCPU 0 initialised; fds: [vm, gmem, vcpu].
+fn td(bytes: usize) -> Vm {
+    // SAFETY (whole block): NUL-terminated names, valid structs.
+    unsafe {
+        let vm = mem_enc_sim_vm_create_type(c"tdx@6.19".as_ptr(), MEM_ENC_VM_TYPE_TDX);
+        assert!(vm >= 0);
+        let cpuid = [mem_enc_cpuid_entry {
+            function: 0x8000_0008,
+            eax: 48 << 16,
+            ..Default::default()
+        }];
+        let args = mem_enc_tdx_init_vm_args {
+            attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
+            xfam: 3,
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
+            cpuid: cpuid.as_ptr(),
+            cpuid_nent: 1,
+            reserved: 0,
+        };
+        let mut hw = 0;
+        assert_eq!(mem_enc_tdx_init_vm(vm, &args, 176, &mut hw), 0);
+        let mut cap = memenc::uapi::kvm_enable_cap {
+            cap: memenc::uapi::KVM_CAP_SPLIT_IRQCHIP as u32,
+            ..Default::default()
+        };
+        cap.args[0] = 24;
+        let r = memenc::host::ioctl(vm, memenc::uapi::KVM_ENABLE_CAP, &mut cap as *mut _ as u64);
+        assert_eq!(r, Ok(0));
+        let mut fds = vec![vm];
+        let backing = private_memory(vm, bytes, &mut fds);
+        let vcpu = mem_enc_sim_vcpu_create(vm, 0);
+        assert!(vcpu >= 0);
+        fds.push(vcpu);
+        assert_eq!(mem_enc_tdx_init_vcpu(vcpu, 0x1000, &mut hw), 0);
+        Vm {
+            fds,
+            _backing: backing,
+        }
+    }
+}
+
+fn tdx_update(vm: &Vm, src: &Mapping, bytes: usize) -> (i32, u64) {
+    let args = mem_enc_tdx_init_mem_region_args {
+        source: src.0.cast_const().cast(),
+        gpa: 0,
+        nr_pages: (bytes / PAGE) as u64,
+        flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
+        reserved: 0,
+    };
+    let (mut reached, mut hw) = (0, 0);
+    // SAFETY: valid pointers.
+    let r = unsafe { mem_enc_tdx_init_mem_region(vm.last(), &args, 32, &mut reached, &mut hw) };
+    (r, reached)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 1.
+
+fn one_gib(what: &str, make: fn(usize) -> Vm, update: fn(&Vm, &Mapping, usize) -> (i32, u64)) {
+    let src = source(GIB);
+    let vm = make(GIB);
+    SAMPLED.store(0, Ordering::Relaxed);
+    SAMPLED_IN_SIM.store(0, Ordering::Relaxed);
+    reset_hwm();
+    let hwm0 = hwm_kib();
+    let (i0, c0, b0) = counters();
+    SAMPLE.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    let (r, reached) = update(&vm, &src, GIB);
+    let elapsed = t.elapsed();
+    SAMPLE.store(false, Ordering::Relaxed);
+    let (i1, c1, b1) = counters();
+    let hwm1 = hwm_kib();
+    assert_eq!(r, 0, "{what}");
+    let guest = GIB as u64;
+    let bytes = b1 - b0;
+    println!("{what} of 1 GiB (SIMULATED host): result {r}, reached {reached:#x}");
+    println!(
+        "  KVM_MEMORY_ENCRYPT_OP issued: {} (kernel minimum: 1)",
+        i1 - i0
+    );
+    println!(
+        "  caller memory read through process_vm_readv: {bytes} bytes in {} calls = guest data {guest} + {} other bytes",
+        c1 - c0,
+        bytes as i64 - guest as i64
+    );
+    println!(
+        "  sampled callers of process_vm_readv: {} of {} in memenc::sim (the model)",
+        SAMPLED_IN_SIM.load(Ordering::Relaxed),
+        SAMPLED.load(Ordering::Relaxed).min(64)
+    );
+    println!(
+        "  peak RSS growth during the call: {} KiB (guest data: {} KiB)",
+        hwm1.saturating_sub(hwm0),
+        guest / 1024
+    );
+    println!(
+        "  wall time {:.3} s, {:.0} MiB/s",
+        elapsed.as_secs_f64(),
+        GIB as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// What sha2 takes for the bytes the model hashes, measured once (for Part 1's context).
+fn sha_reference(bytes: usize) -> Duration {
+    let src = source(bytes);
+    let t = Instant::now();
+    for page in src.bytes().chunks(PAGE) {
+        black_box(Sha384::digest(page));
+    }
+    t.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 2 (criterion).
+
+const CHUNK: usize = 64 << 20;
+
+fn measurement(c: &mut Criterion) {
+    let src = source(CHUNK);
+    let mut g = c.benchmark_group("sha384_64MiB");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(CHUNK as u64));
+    // The limit: sha2 over the same bytes, one digest per 4 KiB page (SNP measures each page's
+    // SHA-384; one stream over the whole buffer is also shown).
+    g.bench_function("sha2_per_page", |b| {
+        b.iter(|| {
+            for page in src.bytes().chunks(PAGE) {
+                black_box(Sha384::digest(page));
+            }
+        })
+    });
+    g.bench_function("sha2_stream", |b| {
+        b.iter(|| black_box(Sha384::digest(src.bytes())))
+    });
+    g.bench_function("sim_snp_launch_update", |b| {
+        b.iter_batched(
+            || snp_vm(CHUNK),
+            |vm| assert_eq!(snp_update(&vm, &src, CHUNK).0, 0),
+            BatchSize::PerIteration,
+        )
+    });
+    // TDX MR.EXTEND hashes a 128-byte record per 256-byte chunk: 1.5 times the guest bytes.
+    // Its limit is sha2 over that same stream.
+    g.bench_function("sha2_tdx_extend_stream", |b| {
+        b.iter(|| {
+            let mut h = Sha384::new();
+            let mut record = [0u8; 128];
+            record[..9].copy_from_slice(b"MR.EXTEND");
+            for (i, chunk) in src.bytes().chunks(256).enumerate() {
+                record[16..24].copy_from_slice(&((i * 256) as u64).to_le_bytes());
+                h.update(record);
+                h.update(chunk);
+            }
+            black_box(h.finalize())
+        })
+    });
+    g.bench_function("sim_tdx_init_mem_region", |b| {
+        b.iter_batched(
+            || td(CHUNK),
+            |vm| assert_eq!(tdx_update(&vm, &src, CHUNK).0, 0),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+fn main() {
+    // SAFETY: count_ioctl is safe from any thread; the userdata is unused.
+    unsafe { memenc::capi::trace::mem_enc_set_trace(Some(count_ioctl), core::ptr::null_mut()) };
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; `cargo test --benches` does not run benchmarks.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("sim_launch: run with `cargo bench --bench sim_launch`");
+        return;
+    }
+    // MEMENC_BENCH_SKIP_1GIB=1: criterion part only (criterion owns the command line).
+    if std::env::var_os("MEMENC_BENCH_SKIP_1GIB").is_none() {
+        one_gib("SNP_LAUNCH_UPDATE", snp_vm, snp_update);
+        one_gib("TDX INIT_MEM_REGION (measured)", td, tdx_update);
+        let t = sha_reference(GIB);
+        println!(
+            "sha2 SHA-384 of 1 GiB, one digest per page: {:.3} s, {:.0} MiB/s",
+            t.as_secs_f64(),
+            1024.0 / t.as_secs_f64()
+        );
+    }
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8));
+    measurement(&mut c);
+    c.final_summary();
+}
