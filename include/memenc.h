@@ -2080,8 +2080,8 @@ int mem_enc_sev_guest_status(int vm_fd,
  *  "len"      - bytes to decrypt.
  *  "fw_error" - optional firmware status.
  *
- * Returns: 0, or -EINVAL ("len" 0), -EFAULT ("dst" NULL), -ENOTTY, -EIO (e.g.
- * SEV_RET_POLICY_FAILURE: the policy forbids debugging).
+ * Returns: 0, or -EINVAL ("len" 0 or 4 GiB or more), -EFAULT ("dst" NULL), -ENOTTY, -EIO
+ * (e.g. SEV_RET_POLICY_FAILURE: the policy forbids debugging).
  *
  * # Safety
  * "dst" must have "len" writable bytes; "src" is checked by the kernel; "fw_error" must be

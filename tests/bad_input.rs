@@ -777,6 +777,35 @@ fn memenc_rows(fd: i32) -> Vec<Row> {
                     ..region
                 },
             ),
+            (
+                "unaligned GPA",
+                mem_enc_tdx_init_mem_region_args {
+                    gpa: 0x800,
+                    ..region
+                },
+            ),
+            (
+                "unaligned source",
+                mem_enc_tdx_init_mem_region_args {
+                    source: 0x10010 as *const c_void,
+                    ..region
+                },
+            ),
+            (
+                "GPA range wraps",
+                mem_enc_tdx_init_mem_region_args {
+                    gpa: !0xfff,
+                    nr_pages: 2,
+                    ..region
+                },
+            ),
+            (
+                "page count overflows",
+                mem_enc_tdx_init_mem_region_args {
+                    nr_pages: u64::MAX / 2,
+                    ..region
+                },
+            ),
         ] {
             v.push(row(
                 "mem_enc_tdx_init_mem_region",

@@ -591,8 +591,8 @@ pub unsafe extern "C" fn mem_enc_sev_guest_status(
 ///  "len"      - bytes to decrypt.
 ///  "fw_error" - optional firmware status.
 ///
-/// Returns: 0, or -EINVAL ("len" 0), -EFAULT ("dst" NULL), -ENOTTY, -EIO (e.g.
-/// SEV_RET_POLICY_FAILURE: the policy forbids debugging).
+/// Returns: 0, or -EINVAL ("len" 0 or 4 GiB or more), -EFAULT ("dst" NULL), -ENOTTY, -EIO
+/// (e.g. SEV_RET_POLICY_FAILURE: the policy forbids debugging).
 ///
 /// # Safety
 /// "dst" must have "len" writable bytes; "src" is checked by the kernel; "fw_error" must be
@@ -613,18 +613,21 @@ pub unsafe extern "C" fn mem_enc_sev_dbg_decrypt(
             if dst.is_null() && len != 0 {
                 return Err(c.reject(libc::EFAULT));
             }
-            let mut out = zeroize::Zeroizing::new(vec![0u8; len]);
-            sev::dbg_decrypt(fd, src as u64, &mut out)?;
-            Ok(out)
+            // The kernel's length is 32 bits: refuse more before any buffer is made for it.
+            if u32::try_from(len).is_err() {
+                return Err(c.reject(libc::EINVAL));
+            }
+            let out: &mut [u8] = if len == 0 {
+                &mut []
+            } else {
+                // SAFETY: "dst" has "len" (< 4 GiB) writable bytes (contract); the helper writes
+                // them only on success, from its own zeroised bounce buffer.
+                unsafe { core::slice::from_raw_parts_mut(dst, len) }
+            };
+            sev::dbg_decrypt(fd, src as u64, out)
         })();
-        // SAFETY: "dst" has "len" writable bytes (contract) and `out` has "len" bytes.
-        unsafe {
-            finish(Status::Sev(fw_error), r, |out| {
-                if !out.is_empty() {
-                    core::ptr::copy_nonoverlapping(out.as_ptr(), dst, out.len());
-                }
-            })
-        }
+        // SAFETY: out-pointers are NULL or writable (contract).
+        unsafe { finish(Status::Sev(fw_error), r, |()| {}) }
     })
 }
 

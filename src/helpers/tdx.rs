@@ -193,7 +193,20 @@ pub struct MemRegion {
 /// kernel's advanced struct after `-EINTR` until every page is added. On failure,
 /// `Error::reached` is the first GPA not added.
 pub fn init_mem_region(vcpu_fd: BorrowedFd<'_>, p: &MemRegion) -> Result<()> {
-    if p.nr_pages == 0 {
+    // The kernel's own argument checks, made here so they cost no ioctl: page alignment, a
+    // non-empty range, and no wrap of either range.
+    const PAGE: u64 = 4096;
+    let end = |start: u64| {
+        p.nr_pages
+            .checked_mul(PAGE)
+            .and_then(|n| start.checked_add(n))
+    };
+    if p.nr_pages == 0
+        || p.gpa % PAGE != 0
+        || p.source_addr % PAGE != 0
+        || end(p.gpa).is_none()
+        || end(p.source_addr).is_none()
+    {
         return Err(Error {
             reached: Some(p.gpa),
             ..reject(id::INIT_MEM_REGION, libc::EINVAL)
