@@ -291,9 +291,12 @@ fn tdx_helpers_on_an_amd_host_are_refused_by_memenc() {
         return;
     };
     let (vm, vcpu) = (host.vm_fd(), host.vcpu_fd());
-    let page = [0u8; 4096];
+    // A valid region (page-aligned source), so only the host's vendor is wrong.
+    #[repr(align(4096))]
+    struct Page([u8; 4096]);
+    let page = Page([0; 4096]);
     let region = mem_enc_tdx_init_mem_region_args {
-        source: page.as_ptr().cast(),
+        source: page.0.as_ptr().cast(),
         gpa: 0,
         nr_pages: 1,
         flags: 0,
