@@ -110,6 +110,83 @@ pub(crate) fn for_each_chunk(
     Ok(())
 }
 
+/// Source pages of a launch update (SNP_LAUNCH_UPDATE, TDX INIT_MEM_REGION), read ahead in
+/// large chunks into one reused buffer: one `process_vm_readv` per chunk instead of one system
+/// call and one allocation per 4 KiB page. What the caller sees is still the kernel's
+/// per-page `copy_from_user`: [`PageReader::page`] is asked for each page at the point the
+/// kernel copies it, and gives -EFAULT exactly for a page that is not readable (a chunk that
+/// fails is read again one page at a time, so the pages before the bad one still succeed).
+/// Reading ahead never goes past the pages the command can still reach, and it has no side
+/// effect a caller could see (a read of its own memory).
+pub(crate) struct PageReader {
+    buf: Vec<u8>,
+    /// Address of `buf[0]`.
+    base: u64,
+    /// Bytes of `buf` holding caller memory from `base`.
+    valid: u64,
+    /// Up to here (exclusive) a chunk read failed: pages below are read one at a time.
+    single_until: u64,
+}
+
+impl PageReader {
+    /// Bytes read at once: large enough that the system call is noise next to hashing, small
+    /// enough to stay in cache between the copy and the hash.
+    const CHUNK: u64 = 1 << 20;
+    const PAGE: u64 = super::vm::PAGE_SIZE;
+
+    pub fn new() -> PageReader {
+        PageReader {
+            buf: Vec::new(),
+            base: 0,
+            valid: 0,
+            single_until: 0,
+        }
+    }
+
+    /// `copy_from_user` of the 4 KiB page at `addr`, when the command may go on to read
+    /// `pages` consecutive pages from there (`pages` >= 1 bounds the read-ahead).
+    pub fn page(&mut self, addr: u64, pages: u64) -> Result<&[u8], Errno> {
+        let page = Self::PAGE as usize;
+        let offset = addr.wrapping_sub(self.base);
+        if addr >= self.base
+            && self
+                .valid
+                .checked_sub(offset)
+                .is_some_and(|r| r >= Self::PAGE)
+        {
+            let at = offset as usize;
+            return Ok(&self.buf[at..at + page]);
+        }
+        // Never past the end of the address space, never less than the page itself.
+        let room = (u64::MAX - addr).saturating_add(1);
+        let mut len = pages
+            .saturating_mul(Self::PAGE)
+            .min(Self::CHUNK)
+            .min(room)
+            .max(Self::PAGE);
+        if addr < self.single_until {
+            len = Self::PAGE;
+        }
+        if (self.buf.len() as u64) < len {
+            self.buf.resize(len as usize, 0);
+        }
+        self.valid = 0;
+        if host::read_user(addr, &mut self.buf[..len as usize]).is_none() {
+            if len == Self::PAGE {
+                return Err(efault());
+            }
+            // Somewhere in the chunk is a page that cannot be read: from here to the chunk's
+            // end each page decides for itself.
+            self.single_until = addr.saturating_add(len);
+            len = Self::PAGE;
+            host::read_user(addr, &mut self.buf[..page]).ok_or_else(efault)?;
+        }
+        self.base = addr;
+        self.valid = len;
+        Ok(&self.buf[..page])
+    }
+}
+
 /// `copy_from_user` into a new buffer of `len` bytes.
 pub(crate) fn read_vec(addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
     let mut v = vec![0u8; len];
