@@ -480,9 +480,7 @@ fn add_page(
     }
     vm.tdx.mrtd.page_add(gpa);
     if measure {
-        for (i, chunk) in page.chunks_exact(256).enumerate() {
-            vm.tdx.mrtd.mr_extend(gpa + 256 * i as u64, chunk);
-        }
+        vm.tdx.mrtd.mr_extend_page(gpa, page);
     }
     vm.populated.insert(gfn);
     Ok(())

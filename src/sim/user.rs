@@ -251,3 +251,66 @@ impl Envelope {
         write_bytes(addr, &self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: usize = 4096;
+
+    /// `pages` readable pages, each filled with its index, followed by a PROT_NONE page.
+    fn mapping(pages: usize) -> (*mut u8, usize) {
+        let len = (pages + 1) * PAGE;
+        // SAFETY: a fresh anonymous mapping, written only within its length, unmapped below.
+        unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            let p = p.cast::<u8>();
+            for i in 0..pages {
+                core::ptr::write_bytes(p.add(i * PAGE), i as u8, PAGE);
+            }
+            assert_eq!(libc::mprotect(p.add(pages * PAGE).cast(), PAGE, 0), 0);
+            (p, len)
+        }
+    }
+
+    #[test]
+    fn page_reader_faults_exactly_at_the_unreadable_page() {
+        // 300 readable pages (more than one chunk), then the guard page.
+        let (p, len) = mapping(300);
+        let base = p as u64;
+        let mut reader = PageReader::new();
+        for i in 0..300u64 {
+            let page = reader.page(base + i * PAGE as u64, 301 - i).unwrap();
+            assert!(page.iter().all(|&b| b == i as u8), "page {i}");
+        }
+        assert_eq!(reader.page(base + 300 * PAGE as u64, 1), Err(efault()));
+        // A fresh reader whose first chunk includes the guard page: the readable pages before
+        // it still read, one by one.
+        let mut reader = PageReader::new();
+        let start = base + 290 * PAGE as u64;
+        for i in 0..10u64 {
+            let page = reader.page(start + i * PAGE as u64, 11 - i).unwrap();
+            assert!(page.iter().all(|&b| b == (290 + i) as u8), "page {i}");
+        }
+        assert_eq!(reader.page(start + 10 * PAGE as u64, 1), Err(efault()));
+        // Unaligned sources, and addresses at the top of the address space.
+        let mut reader = PageReader::new();
+        let page = reader.page(base + 100, 2).unwrap();
+        assert!(
+            page[..PAGE - 100].iter().all(|&b| b == 0)
+                && page[PAGE - 100..].iter().all(|&b| b == 1)
+        );
+        assert_eq!(reader.page(u64::MAX - 10, 5), Err(efault()));
+        assert_eq!(reader.page(0, 3), Err(efault()));
+        // SAFETY: the mapping made above, no longer borrowed.
+        unsafe { libc::munmap(p.cast(), len) };
+    }
+}
