@@ -81,10 +81,16 @@ impl Mrtd {
         self.hash.update(tdx_record(b"MEM.PAGE.ADD", gpa));
     }
 
-    /// TDH.MR.EXTEND of the 256-byte chunk at `gpa`.
-    pub fn mr_extend(&mut self, gpa: u64, chunk: &[u8]) {
-        self.hash.update(tdx_record(b"MR.EXTEND", gpa));
-        self.hash.update(chunk);
+    /// TDH.MR.EXTEND of each 256-byte chunk of the page at `gpa`, in order. (One record is
+    /// built per page and only its GPA changes per chunk: this runs for every measured byte.)
+    pub fn mr_extend_page(&mut self, gpa: u64, page: &[u8]) {
+        let mut record = tdx_record(b"MR.EXTEND", gpa);
+        for (i, chunk) in page.chunks(256).enumerate() {
+            let at = gpa.wrapping_add(256 * i as u64);
+            record[16..24].copy_from_slice(&at.to_le_bytes());
+            self.hash.update(record);
+            self.hash.update(chunk);
+        }
     }
 
     /// The MRTD as TDH.MR.FINALIZE would fix it now.

@@ -905,7 +905,10 @@ fn snp_launch_update(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> R
             u64::MAX
         }
     };
-    let sev_fd = ctx.cmd.sev_fd();
+    // The kernel takes argp->sev_fd once per command. Whether it names a /dev/sev is checked
+    // once too: a concurrent close() lands before or after the whole command.
+    let sev_device = registry::is_sev_device(ctx.cmd.sev_fd());
+    let mut source = user::PageReader::new();
     // kvm_gmem_populate(): the count done if >= 1, else the first page's error.
     let mut done = 0;
     let mut first_error = None;
@@ -915,7 +918,17 @@ fn snp_launch_update(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> R
         let page = if done == stop_after {
             Err(Errno(libc::EINTR))
         } else {
-            snp_populate_page(vm, ctx, sev_fd, gfn, src, done, p.type_, &mut fw_error)
+            let source_page = (src != 0).then(|| {
+                // Read-ahead never goes past the pages this command can still reach.
+                let reachable = npages.min(stop_after) - done;
+                (&mut source, src.wrapping_add(done * PAGE_SIZE), reachable)
+            });
+            let target = PopulateTarget {
+                gfn,
+                page_type: p.type_,
+                sev_device,
+            };
+            snp_populate_page(vm, ctx, target, source_page, &mut fw_error)
         };
         if let Err(e) = page {
             first_error = Some(e);
@@ -936,28 +949,37 @@ fn snp_launch_update(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> R
     user::write(data, &p)
 }
 
-/// One page of `sev_gmem_post_populate` after `kvm_gmem_populate`'s checks.
-#[allow(clippy::too_many_arguments)]
+/// The page [`snp_populate_page`] populates.
+struct PopulateTarget {
+    gfn: u64,
+    page_type: u8,
+    /// The command's `sev_fd` is an open simulated /dev/sev.
+    sev_device: bool,
+}
+
+/// One page of `sev_gmem_post_populate` after `kvm_gmem_populate`'s checks. `source`: the
+/// reader, this page's source address and how many pages the command can still reach from
+/// it; `None` for a ZERO page (no source).
 fn snp_populate_page(
     vm: &mut Vm,
     ctx: &mut Ctx,
-    sev_fd: u32,
-    gfn: u64,
-    src: u64,
-    index: u64,
-    page_type: u8,
+    target: PopulateTarget,
+    source: Option<(&mut user::PageReader, u64, u64)>,
     fw_error: &mut u32,
 ) -> Result<(), Errno> {
+    let PopulateTarget {
+        gfn,
+        page_type,
+        sev_device,
+    } = target;
     vm.gmem_page_check(gfn)?;
-    let contents = if src != 0 {
-        Some(user::read_vec(src + index * PAGE_SIZE, PAGE_SIZE as usize)?)
-    } else if page_type != SNP_PAGE_ZERO {
+    let contents = match source {
+        Some((reader, addr, reachable)) => Some(reader.page(addr, reachable)?),
         // The kernel WARNs and refuses a missing source for a page that needs one.
-        return err(libc::EINVAL);
-    } else {
-        None
+        None if page_type != SNP_PAGE_ZERO => return err(libc::EINVAL),
+        None => None,
     };
-    if !registry::is_sev_device(sev_fd) {
+    if !sev_device {
         return err(libc::EBADF);
     }
     let injected = match ctx.fault {
@@ -977,7 +999,7 @@ fn snp_populate_page(
         return err(libc::EIO);
     }
     let measured = if page_type == SNP_PAGE_NORMAL {
-        contents.as_deref()
+        contents
     } else {
         None
     };

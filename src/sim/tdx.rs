@@ -424,6 +424,7 @@ fn init_mem_region(
         }
     };
     let measure = cmd.flags() & KVM_TDX_MEASURE_MEMORY_REGION != 0;
+    let mut source = user::PageReader::new();
     let mut done = 0u64;
     let mut r = Ok(());
     while region.nr_pages > 0 {
@@ -431,7 +432,10 @@ fn init_mem_region(
             r = err(libc::EINTR);
             break;
         }
-        if let Err(e) = add_page(vm, region.gpa, region.source_addr, measure, fault) {
+        // Read-ahead never goes past the pages this command can still reach.
+        let reachable = region.nr_pages.min(stop_after - done);
+        let page = (&mut source, region.source_addr, reachable);
+        if let Err(e) = add_page(vm, region.gpa, page, measure, fault) {
             r = Err(e);
             break;
         }
@@ -446,18 +450,20 @@ fn init_mem_region(
 }
 
 /// One page of `kvm_gmem_populate` + `tdx_gmem_post_populate`: TDH.MEM.PAGE.ADD and, when
-/// measuring, TDH.MR.EXTEND per 256-byte chunk.
+/// measuring, TDH.MR.EXTEND per 256-byte chunk. `source`: the reader, this page's source
+/// address and how many pages the command can still reach from it.
 fn add_page(
     vm: &mut Vm,
     gpa: u64,
-    src: u64,
+    source: (&mut user::PageReader, u64, u64),
     measure: bool,
     fault: &mut Option<Effect>,
 ) -> Result<(), Errno> {
     let gfn = gpa >> PAGE_SHIFT;
     vm.gmem_pages_from(gfn, 1)?;
     vm.gmem_page_check(gfn)?;
-    let page = user::read_vec(src, PAGE_SIZE as usize)?;
+    let (reader, src, reachable) = source;
+    let page = reader.page(src, reachable)?;
     let seamcall = match fault.take() {
         Some(Effect::Busy) => status::OPERAND_BUSY,
         Some(Effect::FwStatus(s)) => s,
@@ -474,9 +480,7 @@ fn add_page(
     }
     vm.tdx.mrtd.page_add(gpa);
     if measure {
-        for (i, chunk) in page.chunks_exact(256).enumerate() {
-            vm.tdx.mrtd.mr_extend(gpa + 256 * i as u64, chunk);
-        }
+        vm.tdx.mrtd.mr_extend_page(gpa, page);
     }
     vm.populated.insert(gfn);
     Ok(())
