@@ -26,7 +26,7 @@ use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc::mem_enc_cmd;
 use memenc::negotiate::*;
-use sim_util::{Fd, new_vm, vcpu};
+use sim_util::{Fd, new_vm, td_init_args, vcpu};
 
 const PAGE: u64 = 4096;
 
@@ -131,18 +131,10 @@ fn fds() -> Fds {
     let mut hw = 0;
     // SAFETY: valid pointers.
     assert_eq!(
-        unsafe { mem_enc_tdx_init_vm(td.0, &init_vm_args(&cpuid), 176, &mut hw) },
+        unsafe { mem_enc_tdx_init_vm(td.0, &td_init_args(&cpuid), 176, &mut hw) },
         0
     );
-    let mut cap = memenc::uapi::kvm_enable_cap {
-        cap: memenc::uapi::KVM_CAP_SPLIT_IRQCHIP as u32,
-        ..Default::default()
-    };
-    cap.args[0] = 24;
-    assert_eq!(
-        sim_util::raw(td.0, memenc::uapi::KVM_ENABLE_CAP, sim_util::ptr(&mut cap)),
-        Ok(0)
-    );
+    assert_eq!(sim_util::enable_split_irqchip(&td), Ok(0));
     let td_vcpu = vcpu(&td, 0).unwrap();
     Fds {
         file,
@@ -152,19 +144,6 @@ fn fds() -> Fds {
         sev_vcpu,
         td,
         td_vcpu,
-    }
-}
-
-fn init_vm_args(cpuid: &[mem_enc_cpuid_entry]) -> mem_enc_tdx_init_vm_args {
-    mem_enc_tdx_init_vm_args {
-        attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
-        xfam: 3,
-        mrconfigid: [0; 48],
-        mrowner: [0; 48],
-        mrownerconfig: [0; 48],
-        cpuid: cpuid.as_ptr(),
-        cpuid_nent: cpuid.len() as u32,
-        reserved: 0,
     }
 }
 
@@ -710,7 +689,7 @@ fn memenc_rows(fd: i32) -> Vec<Row> {
             },
         ));
         let many = vec![mem_enc_cpuid_entry::default(); 257];
-        let too_many = init_vm_args(&many);
+        let too_many = td_init_args(&many);
         v.push(row(
             "mem_enc_tdx_init_vm",
             "257 CPUID entries",
@@ -722,7 +701,7 @@ fn memenc_rows(fd: i32) -> Vec<Row> {
             },
         ));
         let one = [mem_enc_cpuid_entry::default()];
-        let args = init_vm_args(&one);
+        let args = td_init_args(&one);
         let reserved = mem_enc_tdx_init_vm_args {
             reserved: 1,
             ..args

@@ -82,7 +82,7 @@ mod sim_util;
 use memenc::capi::sev::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
-use sim_util::{Mem, new_vm, private_slot, sev_dev, vcpu};
+use sim_util::{Mem, gpaw48, new_vm, private_slot, sev_dev, td_init_args, vcpu};
 
 const PAGE: usize = 4096;
 
@@ -164,29 +164,10 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
 
         // TDX: INIT_VM, a vCPU, 4 measured pages, FINALIZE_VM.
         let vm = new_vm("tdx@6.19", MEM_ENC_VM_TYPE_TDX);
-        let cpuid = [mem_enc_cpuid_entry {
-            function: 0x8000_0008,
-            eax: 48 << 16,
-            ..Default::default()
-        }];
-        let args = mem_enc_tdx_init_vm_args {
-            attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
-            xfam: 3,
-            mrconfigid: [0; 48],
-            mrowner: [0; 48],
-            mrownerconfig: [0; 48],
-            cpuid: cpuid.as_ptr(),
-            cpuid_nent: 1,
-            reserved: 0,
-        };
+        let cpuid = [gpaw48()];
+        let args = td_init_args(&cpuid);
         let mut rs = vec![mem_enc_tdx_init_vm(vm.0, &args, 176, &mut hw)];
-        let mut cap = memenc::uapi::kvm_enable_cap {
-            cap: memenc::uapi::KVM_CAP_SPLIT_IRQCHIP as u32,
-            ..Default::default()
-        };
-        cap.args[0] = 24;
-        let r = sim_util::raw(vm.0, memenc::uapi::KVM_ENABLE_CAP, sim_util::ptr(&mut cap));
-        rs.push(r.unwrap_or_else(|e| -e));
+        rs.push(sim_util::enable_split_irqchip(&vm).unwrap_or_else(|e| -e));
         let v = vcpu(&vm, 0).unwrap();
         rs.push(mem_enc_tdx_init_vcpu(v.0, 0x1000, &mut hw));
         let backing = Mem::new(8 * PAGE);

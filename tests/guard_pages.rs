@@ -619,7 +619,7 @@ use memenc::capi::sev::*;
 use memenc::capi::sim::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
-use sim_util::{Fd, Mem, new_vm, sev_dev, vcpu};
+use sim_util::{Fd, Mem, gpaw48, new_vm, sev_dev, td_init_args, vcpu};
 
 const PAGE: usize = 4096;
 /// The largest argument-struct size a caller may pass (a page; above it: -E2BIG).
@@ -737,14 +737,6 @@ fn snp_vm(start: bool) -> (Fd, Fd, Mem, Fd) {
     (vm, sev, backing, gmem)
 }
 
-fn gpaw48() -> mem_enc_cpuid_entry {
-    mem_enc_cpuid_entry {
-        function: 0x8000_0008,
-        eax: 48 << 16,
-        ..Default::default()
-    }
-}
-
 /// tdx@6.19 TD; with `ready`: INIT_VM, split irqchip, vCPU 0 initialised, private memory.
 fn td(ready: bool) -> (Fd, Option<Fd>, Option<(Mem, Fd)>) {
     let vm = new_vm("tdx@6.19", MEM_ENC_VM_TYPE_TDX);
@@ -752,28 +744,11 @@ fn td(ready: bool) -> (Fd, Option<Fd>, Option<(Mem, Fd)>) {
         return (vm, None, None);
     }
     let cpuid = [gpaw48()];
-    let args = mem_enc_tdx_init_vm_args {
-        attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
-        xfam: 3,
-        mrconfigid: [0; 48],
-        mrowner: [0; 48],
-        mrownerconfig: [0; 48],
-        cpuid: cpuid.as_ptr(),
-        cpuid_nent: 1,
-        reserved: 0,
-    };
+    let args = td_init_args(&cpuid);
     let mut hw = 0;
     // SAFETY: valid pointers.
     assert_eq!(unsafe { mem_enc_tdx_init_vm(vm.0, &args, 176, &mut hw) }, 0);
-    let mut cap = memenc::uapi::kvm_enable_cap {
-        cap: memenc::uapi::KVM_CAP_SPLIT_IRQCHIP as u32,
-        ..Default::default()
-    };
-    cap.args[0] = 24;
-    assert_eq!(
-        sim_util::raw(vm.0, memenc::uapi::KVM_ENABLE_CAP, sim_util::ptr(&mut cap)),
-        Ok(0)
-    );
+    assert_eq!(sim_util::enable_split_irqchip(&vm), Ok(0));
     let v = vcpu(&vm, 0).unwrap();
     // SAFETY: valid pointer.
     assert_eq!(unsafe { mem_enc_tdx_init_vcpu(v.0, 0x1000, &mut hw) }, 0);

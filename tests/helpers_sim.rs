@@ -16,6 +16,9 @@ use memenc::fwerr::Stage;
 use memenc::helpers::{mem, snp, tdx};
 use memenc::sim::{self, Effect};
 use memenc::uapi::{self, sev_id, tdx_id};
+use sim_util::{gpaw48, td_init_args};
+
+mod sim_util;
 
 const PAGE: usize = 4096;
 
@@ -469,36 +472,8 @@ fn td(profile: &str) -> RawFd {
     sim::vm_create(profile, u64::from(uapi::KVM_X86_TDX_VM)).expect("TDX VM")
 }
 
-fn gpaw48() -> mem_enc_cpuid_entry {
-    mem_enc_cpuid_entry {
-        function: 0x8000_0008,
-        eax: 48 << 16,
-        ..Default::default()
-    }
-}
-
-fn init_vm_args(cpuid: &[mem_enc_cpuid_entry]) -> mem_enc_tdx_init_vm_args {
-    mem_enc_tdx_init_vm_args {
-        attributes: 1 << 28, // SEPT_VE_DISABLE
-        xfam: 0x3,
-        mrconfigid: [0; 48],
-        mrowner: [0; 48],
-        mrownerconfig: [0; 48],
-        cpuid: cpuid.as_ptr(),
-        cpuid_nent: cpuid.len() as u32,
-        reserved: 0,
-    }
-}
-
 fn split_irqchip(vm: RawFd) {
-    let mut cap = kvm_bindings::kvm_enable_cap {
-        cap: uapi::KVM_CAP_SPLIT_IRQCHIP as u32,
-        ..Default::default()
-    };
-    cap.args[0] = 24;
-    // SAFETY: the request takes this struct.
-    let r = unsafe { memenc::host::ioctl(vm, uapi::KVM_ENABLE_CAP, &mut cap as *mut _ as u64) };
-    assert_eq!(r, Ok(0));
+    assert_eq!(memenc::capi::vm::mem_enc_vm_enable_split_irqchip(vm, 24), 0);
 }
 
 /// A TD after INIT_VM with one initialised vCPU and private memory: `(vm, vcpu)`.
@@ -508,7 +483,7 @@ fn td_ready(profile: &str) -> (RawFd, RawFd) {
     let mut hw = u64::MAX;
     // SAFETY: valid pointers.
     assert_eq!(
-        unsafe { mem_enc_tdx_init_vm(vm, &init_vm_args(&cpuid), 176, &mut hw) },
+        unsafe { mem_enc_tdx_init_vm(vm, &td_init_args(&cpuid), 176, &mut hw) },
         0
     );
     assert_eq!(hw, 0);
@@ -569,21 +544,21 @@ fn simulated_tdx_capabilities_and_init_vm_errors() {
             },
         ];
         assert_eq!(
-            mem_enc_tdx_init_vm(vm, &init_vm_args(&bad), 176, &mut hw),
+            mem_enc_tdx_init_vm(vm, &td_init_args(&bad), 176, &mut hw),
             -libc::EINVAL
         );
         assert_eq!(hw, 0xC000_0100_0000_0045);
         assert_eq!(mem_enc_last_stage(), MEM_ENC_STAGE_FIRMWARE);
         assert!(fw_name(2, hw).starts_with("TDX_OPERAND_INVALID (operand CPUID_CONFIG)"));
         // Attributes outside the supported mask: KVM refuses, no SEAMCALL status.
-        let mut wrong = init_vm_args(&[gpaw48()]);
+        let mut wrong = td_init_args(&[gpaw48()]);
         wrong.attributes = 1;
         assert_eq!(mem_enc_tdx_init_vm(vm, &wrong, 176, &mut hw), -libc::EINVAL);
         assert_eq!((hw, mem_enc_last_stage()), (0, MEM_ENC_STAGE_KVM));
         // Entropy runs out three times: retried, then it works.
         sim::inject(vm, Effect::Again, tdx_id::INIT_VM, 1, 3).unwrap();
         let ok = [gpaw48()];
-        assert_eq!(mem_enc_tdx_init_vm(vm, &init_vm_args(&ok), 176, &mut hw), 0);
+        assert_eq!(mem_enc_tdx_init_vm(vm, &td_init_args(&ok), 176, &mut hw), 0);
         // The Rust API reports the same.
         let e = tdx::init_vm(
             bfd(vm),

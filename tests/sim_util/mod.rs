@@ -11,6 +11,41 @@ use memenc::{Errno, mem_enc_cmd};
 
 pub const PAGE: u64 = 4096;
 
+/// CPUID leaf 0x80000008 with a 48-bit GPAW: the one leaf a simulated TD's INIT_VM needs.
+pub fn gpaw48() -> memenc::capi::tdx::mem_enc_cpuid_entry {
+    memenc::capi::tdx::mem_enc_cpuid_entry {
+        function: 0x8000_0008,
+        eax: 48 << 16,
+        ..Default::default()
+    }
+}
+
+/// INIT_VM arguments of the tests' TD: SEPT_VE_DISABLE, XFAM x87|SSE, `cpuid`.
+pub fn td_init_args(
+    cpuid: &[memenc::capi::tdx::mem_enc_cpuid_entry],
+) -> memenc::capi::tdx::mem_enc_tdx_init_vm_args {
+    memenc::capi::tdx::mem_enc_tdx_init_vm_args {
+        attributes: memenc::negotiate::MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
+        xfam: 3,
+        mrconfigid: [0; 48],
+        mrowner: [0; 48],
+        mrownerconfig: [0; 48],
+        cpuid: cpuid.as_ptr(),
+        cpuid_nent: cpuid.len() as u32,
+        reserved: 0,
+    }
+}
+
+/// KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP, 24 pins) as the kernel sees it (a TD's vCPUs need it).
+pub fn enable_split_irqchip(vm: &Fd) -> Result<i32, i32> {
+    let mut cap = kvm_enable_cap {
+        cap: KVM_CAP_SPLIT_IRQCHIP as u32,
+        ..Default::default()
+    };
+    cap.args[0] = 24;
+    raw(vm.0, KVM_ENABLE_CAP, ptr(&mut cap))
+}
+
 /// Closes descriptors at the end of a test.
 pub struct Fd(pub RawFd);
 impl Drop for Fd {
