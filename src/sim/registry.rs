@@ -59,8 +59,13 @@ pub fn lock(vm: &VmRef) -> MutexGuard<'_, Vm> {
 /// Whether any simulated descriptor may be alive.
 #[inline]
 pub fn any_live() -> bool {
-    LIVE.load(Ordering::Relaxed) != 0
+    LIVE.load(Ordering::Relaxed) != 0 && OWNER.load(Ordering::Relaxed) == std::process::id()
 }
+
+/// The process whose simulated host this is. Simulated descriptors do not survive fork(): in a
+/// child they are plain memfds and every ioctl goes to the real kernel. That also keeps a child
+/// from waiting forever on the table lock if another parent thread held it at the fork.
+static OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn identity(fd: RawFd) -> Option<(u64, u64)> {
     let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
@@ -76,6 +81,7 @@ fn identity(fd: RawFd) -> Option<(u64, u64)> {
 
 fn publish(map: &HashMap<RawFd, Entry>) {
     LIVE.store(map.len(), Ordering::Relaxed);
+    OWNER.store(std::process::id(), Ordering::Relaxed);
 }
 
 /// The object behind `fd`, if it is a live simulated descriptor.
