@@ -1606,6 +1606,9 @@ int mem_enc_mem_set_private(int vm_fd,
  *  -EAGAIN  MEM_ENC_FLAG_CONTINUE: the kernel stopped making progress
  *  -EFAULT  MEM_ENC_FLAG_CONTINUE: the parameter struct became unreadable
  *
+ * The error is the return value only: the thread's `errno` is left as it was (memenc issues
+ * the system call itself, not through libc's `ioctl()`).
+ *
  * Allocates no memory. Safe to call from several threads on different VMs.
  *
  * # Safety

@@ -76,19 +76,32 @@ pub fn flags_supported(vendor: Vendor, id: u32) -> u32 {
 
 /// One `KVM_MEMORY_ENCRYPT_OP` on `fd` for the caller's command `input` (never modified: the
 /// ioctl runs on a local copy). Allocates nothing.
-#[inline]
+///
+/// Always inlined: with flags 0 (every legacy caller: nothing to validate, retry or continue,
+/// so no table lookup) the whole path, system call included, sits in the caller's frame. Any
+/// flag takes the out-of-line [`dispatch_flagged`].
+#[inline(always)]
 pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
     if fd < 0 {
         return Outcome::rejected(libc::EBADF);
     }
     let vendor = host::vendor_of(fd);
-    // flags == 0 (every legacy caller) needs no table: nothing to validate, retry or continue.
-    // Skipping the lookup keeps the table's cache lines off the hot path.
-    let info = if input.flags == 0 {
-        None
-    } else {
-        vendor.command(input.id)
-    };
+    if input.flags != 0 {
+        return dispatch_flagged(fd, vendor, input);
+    }
+    let mut local = *input;
+    let result = issue(fd, vendor, &mut local).map(|_| ());
+    Outcome {
+        result,
+        status: Some(status_of(vendor, &local)),
+    }
+}
+
+/// [`dispatch`] for a command with flags: validated against the vendor table, then issued once
+/// or, under `MEM_ENC_FLAG_RETRY` / `MEM_ENC_FLAG_CONTINUE`, as often as those allow.
+#[inline(never)]
+fn dispatch_flagged(fd: RawFd, vendor: Vendor, input: &mem_enc_cmd) -> Outcome {
+    let info = vendor.command(input.id);
     let (kernel_flags, library_flags) = match split_flags(info, input.flags) {
         Ok(split) => split,
         Err(e) => return Outcome::rejected(e.0),
@@ -96,32 +109,11 @@ pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
     let mut local = *input;
     local.flags = kernel_flags;
 
-    // Only the RETRY and CONTINUE loops spend the budget: the flags == 0 path skips the load.
+    // Only the RETRY and CONTINUE loops spend the budget.
     let mut budget = if library_flags != 0 { retry_limit() } else { 0 };
     let mut last_remaining = u64::MAX;
     loop {
-        clear_status(vendor, &mut local);
-        let traced = trace::start();
-        // SAFETY: `local` is a valid 24-byte command; `data` is the caller's parameter address,
-        // which the kernel (or the model) validates exactly as for the caller's own ioctl.
-        let raw = unsafe {
-            host::ioctl(
-                fd,
-                KVM_MEMORY_ENCRYPT_OP,
-                &mut local as *mut mem_enc_cmd as u64,
-            )
-        };
-        if let Some(started) = traced {
-            trace::finish(
-                started,
-                fd,
-                vendor,
-                local.id,
-                raw,
-                status_of(vendor, &local).raw(),
-            );
-        }
-        let result = raw.map(|_| ());
+        let result = issue(fd, vendor, &mut local).map(|_| ());
         let next = match (result, info) {
             (Ok(()), Some(c)) if library_flags & MEM_ENC_FLAG_CONTINUE != 0 => {
                 continue_after_success(c, &local, &mut last_remaining, &mut budget)
@@ -141,6 +133,28 @@ pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
             }
         }
     }
+}
+
+/// Issues `cmd` (already checked) once: clears its stale status, calls the host, and reports
+/// to the trace hook when one is set.
+#[inline(always)]
+fn issue(fd: RawFd, vendor: Vendor, cmd: &mut mem_enc_cmd) -> Result<i32, Errno> {
+    clear_status(vendor, cmd);
+    let traced = trace::start();
+    // SAFETY: `cmd` is a valid 24-byte command; `data` is the caller's parameter address,
+    // which the kernel (or the model) validates exactly as for the caller's own ioctl.
+    let raw = unsafe { host::ioctl(fd, KVM_MEMORY_ENCRYPT_OP, cmd as *mut mem_enc_cmd as u64) };
+    if let Some(started) = traced {
+        trace::finish(
+            started,
+            fd,
+            vendor,
+            cmd.id,
+            raw,
+            status_of(vendor, cmd).raw(),
+        );
+    }
+    raw
 }
 
 /// How many times a command is re-issued after a transient error (and how many rounds without
