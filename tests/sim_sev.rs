@@ -743,6 +743,78 @@ fn snp_flow(vm: &Fd, sev: &Fd) {
     );
 }
 
+/// Many NORMAL pages in one command: the model hashes consecutive pages together (eight at a
+/// time where the CPU has AVX-512), so this crosses whole groups, group tails, a stop in the
+/// middle of a group (partial progress), and an unreadable page inside a group (-EFAULT for
+/// that page only, as the kernel's copy_from_user). The digest is computed here page by page.
+#[test]
+fn snp_launch_digest_over_many_pages_known_answer() {
+    println!("simulated host: snp@6.18");
+    let (vm, sev) = snp_vm("snp@6.18");
+    assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
+    let pages = 45u64;
+    let base = 0x10_0000u64;
+    let gfn = base >> 12;
+    let backing = Mem::new((pages * PAGE) as usize);
+    let _g = private_slot(&vm, 0, base, pages * PAGE, &backing);
+    let mut src = Mem::new((pages * PAGE) as usize);
+    for (i, b) in src.bytes().iter_mut().enumerate() {
+        *b = (i as u64)
+            .wrapping_mul(0x9e37_79b9)
+            .rotate_right((i / 4096) as u32) as u8;
+    }
+    let page = |src: &mut Mem, i: u64| src.bytes()[(i * PAGE) as usize..][..PAGE as usize].to_vec();
+    let mut ld = Ld([0; 48]);
+
+    // 11 pages done, then the kernel stops (a pending signal): inside the second group.
+    inject(
+        &vm,
+        MEM_ENC_SIM_FAULT_PROGRESS,
+        id::SNP_LAUNCH_UPDATE,
+        1,
+        1,
+        11,
+    );
+    let (r, u, _) = snp_update(&vm, &sev, gfn, src.addr, 29 * PAGE, 1);
+    assert_eq!((r, u.gfn_start, u.len), (Ok(()), gfn + 11, 18 * PAGE));
+    for i in 0..11 {
+        ld.page(1, base + i * PAGE, Some(&page(&mut src, i)));
+    }
+    assert_eq!(digest(&vm), Ok(ld.0.to_vec()), "after 11 pages");
+    // The rest of the 29 (18 pages: two groups and a tail of two).
+    let (r, u, _) = snp_update(&vm, &sev, u.gfn_start, u.uaddr, u.len, 1);
+    assert_eq!((r, u.len), (Ok(()), 0));
+    for i in 11..29 {
+        ld.page(1, base + i * PAGE, Some(&page(&mut src, i)));
+    }
+    assert_eq!(digest(&vm), Ok(ld.0.to_vec()), "after 29 pages");
+
+    // Pages 29..45 with page 34 unreadable: 29..34 are measured, then -EFAULT stops the
+    // command with partial progress (the kernel returns the count done).
+    // SAFETY: page 34 of our own mapping.
+    let prot = unsafe {
+        libc::mprotect(
+            (src.addr + 34 * PAGE) as *mut libc::c_void,
+            PAGE as usize,
+            libc::PROT_NONE,
+        )
+    };
+    assert_eq!(prot, 0);
+    let (r, u, _) = snp_update(&vm, &sev, gfn + 29, src.addr + 29 * PAGE, 16 * PAGE, 1);
+    assert_eq!((r, u.gfn_start), (Ok(()), gfn + 34));
+    for i in 29..34 {
+        ld.page(1, base + i * PAGE, Some(&page(&mut src, i)));
+    }
+    assert_eq!(digest(&vm), Ok(ld.0.to_vec()), "up to the unreadable page");
+    let (r, _, _) = snp_update(&vm, &sev, u.gfn_start, u.uaddr, u.len, 1);
+    assert_eq!(r, Err(EIO), "the unreadable page first: no progress");
+    assert_eq!(
+        digest(&vm),
+        Ok(ld.0.to_vec()),
+        "nothing measured by the failed call"
+    );
+}
+
 #[test]
 fn snp_finish_with_matching_id_block_and_req_certs() {
     println!("simulated host: snp@6.18");

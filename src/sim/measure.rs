@@ -46,14 +46,11 @@ impl SnpDigest {
 
     /// Measures one page: `contents` is the page's SHA-384, or `None` for the page types
     /// whose CONTENTS field is zero.
-    pub fn update(&mut self, page_type: u8, gpa: u64, page: Option<&[u8]>) {
-        let contents: [u8; 48] = match page {
-            Some(bytes) => Sha384::digest(bytes).into(),
-            None => [0; 48],
-        };
+    pub fn update(&mut self, page_type: u8, gpa: u64, contents: Option<&[u8; 48]>) {
+        let contents = contents.unwrap_or(&[0; 48]);
         let mut info = [0u8; 0x70];
         info[..48].copy_from_slice(&self.ld);
-        info[48..96].copy_from_slice(&contents);
+        info[48..96].copy_from_slice(contents);
         info[96..98].copy_from_slice(&0x70u16.to_le_bytes());
         info[98] = page_type;
         // imi_page, the three VMPL permission bytes and the reserved byte stay zero.

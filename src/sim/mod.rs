@@ -14,6 +14,7 @@
 pub mod fault;
 mod kvm;
 pub mod measure;
+pub mod page_hash;
 pub mod profile;
 mod registry;
 pub mod sev;

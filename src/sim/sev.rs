@@ -16,6 +16,7 @@ use super::user::{self, Envelope};
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Vm};
 use crate::errno::Errno;
 use crate::uapi::{self, SEV_FW_BLOB_MAX_SIZE, sev_id as id};
+use sha2::{Digest, Sha384};
 
 fn err<T>(e: i32) -> Result<T, Errno> {
     Err(Errno(e))
@@ -973,8 +974,15 @@ fn snp_populate_page(
         sev_device,
     } = target;
     vm.gmem_page_check(gfn)?;
+    // Every source page is copied (-EFAULT where it cannot be); only NORMAL pages are hashed.
     let contents = match source {
-        Some((reader, addr, reachable)) => Some(reader.page(addr, reachable)?),
+        Some((reader, addr, reachable)) if page_type == SNP_PAGE_NORMAL => {
+            Some(reader.page_digest(addr, reachable)?)
+        }
+        Some((reader, addr, reachable)) => {
+            reader.page(addr, reachable)?;
+            None
+        }
         // The kernel WARNs and refuses a missing source for a page that needs one.
         None if page_type != SNP_PAGE_ZERO => return err(libc::EINVAL),
         None => None,
@@ -998,12 +1006,9 @@ fn snp_populate_page(
         *fw_error = state;
         return err(libc::EIO);
     }
-    let measured = if page_type == SNP_PAGE_NORMAL {
-        contents
-    } else {
-        None
-    };
-    vm.sev.snp_ld.update(page_type, gfn << PAGE_SHIFT, measured);
+    vm.sev
+        .snp_ld
+        .update(page_type, gfn << PAGE_SHIFT, contents.as_ref());
     vm.populated.insert(gfn);
     Ok(())
 }
@@ -1021,7 +1026,7 @@ fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno>
     }
     lock_all_vcpus(ctx)?;
     // snp_launch_update_vmsa(): every vCPU's VMSA, through the caller's sev_fd.
-    let page = vmsa_page(vm.sev.vmsa_features, vm.vm_type);
+    let vmsa: [u8; 48] = Sha384::digest(vmsa_page(vm.sev.vmsa_features, vm.vm_type)).into();
     let sev_fd = ctx.cmd.sev_fd();
     for i in 0..vm.vcpus.len() {
         if vm.vcpus[i].protected {
@@ -1037,7 +1042,7 @@ fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno>
         })?;
         vm.sev
             .snp_ld
-            .update(SNP_PAGE_VMSA, SNP_VMSA_GPA, Some(&page));
+            .update(SNP_PAGE_VMSA, SNP_VMSA_GPA, Some(&vmsa));
         vm.vcpus[i].protected = true;
     }
     let mut id_block = None;

@@ -4,6 +4,7 @@
 
 use core::mem::{MaybeUninit, size_of};
 
+use super::page_hash;
 use crate::errno::Errno;
 use crate::host;
 use crate::uapi;
@@ -127,6 +128,11 @@ pub(crate) struct PageReader {
     valid: u64,
     /// Up to here (exclusive) a chunk read failed: pages below are read one at a time.
     single_until: u64,
+    /// SHA-384 of `digest_count` consecutive buffered pages from `digest_base`: computed
+    /// together (see [`PageReader::page_digest`]), forgotten whenever `buf` is refilled.
+    digests: [[u8; 48]; page_hash::LANES],
+    digest_base: u64,
+    digest_count: u64,
 }
 
 impl PageReader {
@@ -141,7 +147,37 @@ impl PageReader {
             base: 0,
             valid: 0,
             single_until: 0,
+            digests: [[0; 48]; page_hash::LANES],
+            digest_base: 0,
+            digest_count: 0,
         }
+    }
+
+    /// The SHA-384 of the page [`PageReader::page`] gives for the same arguments (with the
+    /// same errors). The digests of the next pages already buffered, up to
+    /// [`page_hash::LANES`] in all, are computed in the same pass and kept for the calls that
+    /// ask for them next: SNP measures consecutive pages, and hashing them together is several
+    /// times faster where the CPU allows (see `sim::page_hash`).
+    pub fn page_digest(&mut self, addr: u64, pages: u64) -> Result<[u8; 48], Errno> {
+        self.page(addr, pages)?;
+        let index = addr.wrapping_sub(self.digest_base) / Self::PAGE;
+        if addr >= self.digest_base
+            && addr % Self::PAGE == self.digest_base % Self::PAGE
+            && index < self.digest_count
+        {
+            return Ok(self.digests[index as usize]);
+        }
+        // `page` succeeded, so the buffer holds at least this page from `offset`.
+        let offset = addr.wrapping_sub(self.base);
+        let count = ((self.valid - offset) / Self::PAGE)
+            .min(pages)
+            .clamp(1, page_hash::LANES as u64);
+        let start = offset as usize;
+        let end = start + (count * Self::PAGE) as usize;
+        page_hash::page_digests(&self.buf[start..end], &mut self.digests[..count as usize]);
+        self.digest_base = addr;
+        self.digest_count = count;
+        Ok(self.digests[0])
     }
 
     /// `copy_from_user` of the 4 KiB page at `addr`, when the command may go on to read
@@ -177,6 +213,7 @@ impl PageReader {
             self.buf.resize(len as usize, 0);
         }
         self.valid = 0;
+        self.digest_count = 0;
         if host::read_user(addr, &mut self.buf[..len as usize]).is_none() {
             if len == Self::PAGE {
                 return Err(efault());
