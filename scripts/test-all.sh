@@ -125,6 +125,7 @@ suite asan-shared bash scripts/memcheck.sh asan "$work/asan-shared" shared
 suite asan-static bash scripts/memcheck.sh asan "$work/asan-static" static
 suite valgrind-shared bash scripts/memcheck.sh valgrind "$work/shared"
 suite valgrind-static bash scripts/memcheck.sh valgrind "$work/static"
+suite thread-check bash scripts/thread-check.sh
 suite fuzz-smoke bash scripts/fuzz-smoke.sh
 
 say ""

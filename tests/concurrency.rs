@@ -9,7 +9,7 @@
 //! the single-threaded run's.
 //!
 //! The real-descriptor parts need /dev/kvm (visible SKIPPED line without it).
-//! Run under helgrind/drd: see TESTING.md.
+//! Run under helgrind/drd: `bash scripts/thread-check.sh` (see TESTING.md).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -451,8 +451,8 @@ extern "C" fn job_main(arg: *mut libc::c_void) -> *mut libc::c_void {
 }
 
 /// The same check as [`eight_threads_agree_with_one`], on raw pthreads with a pthread barrier,
-/// the synchronisation valgrind's helgrind and drd understand (std's futex-based primitives are
-/// invisible to them): this is the test TESTING.md runs under both tools.
+/// the synchronisation valgrind's helgrind and drd understand (std's futex-based `Barrier` is
+/// invisible to them): this is the test scripts/thread-check.sh runs under both tools.
 #[test]
 fn pthreads_agree_with_one() {
     let kvm = have_kvm();
