@@ -131,6 +131,17 @@ pub fn inject(fd: RawFd, effect: Effect, cmd_id: u32, nth: u32, count: u32) -> R
     registry::lock(&vm).faults.arm(effect, cmd_id, nth, count)
 }
 
+/// What the probe reports for a simulated host of `profile`: the unit tests' hosts come from
+/// the model's answers, never from hand-built capabilities.
+#[cfg(test)]
+pub(crate) fn probed(profile: &str) -> crate::probe::mem_enc_caps {
+    let fd = kvm_open(profile).unwrap();
+    let caps = crate::probe::probe_fd(fd);
+    // SAFETY: closing the descriptor opened above, which nothing else holds.
+    unsafe { libc::close(fd) };
+    caps.unwrap()
+}
+
 /// The profile names, in a stable order.
 pub fn profile_names() -> impl Iterator<Item = &'static core::ffi::CStr> {
     profile::PROFILES.iter().map(|p| p.name)
