@@ -2,9 +2,9 @@
 //! descriptors it created, so every launch flow runs where no SEV or TDX hardware exists.
 //!
 //! It is selected explicitly, never silently: only descriptors made by [`kvm_open`],
-//! [`vm_create`] and the descriptors those hand out (VM, vCPU, guest_memfd, `/dev/sev`) are
-//! simulated. [`crate::host::ioctl`] asks [`active`] (one atomic load) and then [`ioctl`];
-//! every other descriptor goes to the real kernel.
+//! [`vm_create`] and the descriptors those hand out (VM, vCPU, guest_memfd, `/dev/sev`), and
+//! dups of them, are simulated. [`crate::host::ioctl`] asks [`active`] (one atomic load) and
+//! then [`ioctl`]; every other descriptor goes to the real kernel.
 //!
 //! The model follows kernel-abi.md §2: the same validation order and errno, the same bytes
 //! copied in and out (through the fault-safe user-memory functions, so a bad pointer is
