@@ -211,10 +211,29 @@ fn kvm() -> Option<std::fs::File> {
     }
 }
 
+/// A descriptor number that is not open. It is closed right after it was made, and numbered
+/// as high as the descriptor limit allows (at most 1023): the kernel gives every new descriptor
+/// the lowest free number, so the descriptors other tests open meanwhile do not take it.
 fn closed_fd() -> i32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `limit`.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let high = limit.rlim_cur.min(1024) as i32 - 1;
     let f = std::fs::File::open("/dev/null").unwrap();
-    let fd = f.as_raw_fd();
-    drop(f);
+    // SAFETY: F_DUPFD makes a descriptor numbered `high` or above, closed below.
+    let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) };
+    if fd < 0 {
+        // No room that high: the number `f` has.
+        return f.as_raw_fd();
+    }
+    // SAFETY: closing the descriptor made above.
+    unsafe { libc::close(fd) };
     fd
 }
 
