@@ -2,7 +2,8 @@
 //! level at a time (VM type, SEV `vmsa_features`, GHCB version, SNP policy, TDX attributes and
 //! XFAM), and all of them at once for a launch plan that also states every setting that enters
 //! the launch measurement. Pure functions over a [`mem_enc_caps`]: no ioctl here, so every rule
-//! is tested on hand-built capability sets.
+//! is tested on given capability sets (simulated profiles' probes, variants of them, one built by
+//! hand for a host with no SEV backend).
 //!
 //! Each level takes `required` and `optional` bits. The answer is the granted set (all of
 //! `required`, plus the supported part of `optional`), or a [`Refusal`]: `-EOPNOTSUPP` when the
