@@ -2272,8 +2272,9 @@ MEM_ENC_WARN_UNUSED int mem_enc_sim_kvm_open(const char *profile);
  * Arguments:
  *  "profile" - the profile name (see `mem_enc_sim_kvm_open()`).
  *
- * Returns: a new VM descriptor (closing it, and every vCPU and guest_memfd descriptor of the
- * VM, ends the VM), or -EINVAL (NULL) or -ENOENT (no such profile).
+ * Returns: a new VM descriptor (a dup() of it is the same VM; closing it and its dups, and
+ * every vCPU and guest_memfd descriptor of the VM, ends the VM), or -EINVAL (NULL) or -ENOENT
+ * (no such profile).
  *
  * # Safety
  * `profile` is NULL or a NUL-terminated string.

@@ -2,7 +2,8 @@
 //! level at a time (VM type, SEV `vmsa_features`, GHCB version, SNP policy, TDX attributes and
 //! XFAM), and all of them at once for a launch plan that also states every setting that enters
 //! the launch measurement. Pure functions over a [`mem_enc_caps`]: no ioctl here, so every rule
-//! is tested on hand-built capability sets.
+//! is tested on given capability sets (simulated profiles' probes, variants of them, one built by
+//! hand for a host with no SEV backend).
 //!
 //! Each level takes `required` and `optional` bits. The answer is the granted set (all of
 //! `required`, plus the supported part of `optional`), or a [`Refusal`]: `-EOPNOTSUPP` when the
@@ -1022,7 +1023,7 @@ pub fn describe_cap(cap: &mem_enc_cap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{MEM_ENC_CAP_NOT_AVAILABLE, MEM_ENC_SNP_POLICY_BITS_STATIC};
+    use crate::probe::MEM_ENC_CAP_NOT_AVAILABLE;
 
     const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     const EINVAL: Errno = Errno(libc::EINVAL);
@@ -1055,69 +1056,32 @@ mod tests {
         c
     }
 
-    /// A 6.1-style kernel with SEV: no VM types, no attributes, NULL probe -EFAULT.
+    /// A 6.1-style kernel with SEV (simulated sev@6.1): no VM types, no attributes, NULL probe
+    /// -EFAULT.
     fn old_sev_kernel() -> mem_enc_caps {
-        let mut c = mem_enc_caps {
-            vm_types: mem_enc_cap::not_supported(0),
-            sev_null_probe: mem_enc_cap {
-                err: -libc::EFAULT,
-                ..mem_enc_cap::known(1)
-            },
-            guest_memfd: mem_enc_cap::not_supported(0),
-            memory_attributes: mem_enc_cap::not_supported(0),
-            ..amd_without_sev()
-        };
-        c.summarize();
-        c
+        crate::sim::probed("sev@6.1")
     }
 
-    /// A 6.11-style SNP host: VM types SEV/ES/SNP, VMSA features DEBUG_SWAP, no policy attr.
+    /// A 6.11-style SNP host (simulated snp@6.11): VM types SEV/ES/SNP, VMSA features
+    /// DEBUG_SWAP, no policy attribute (the static mask, DEFAULTED).
     fn snp_host_without_policy_attr() -> mem_enc_caps {
-        let mut c = mem_enc_caps {
-            vm_types: mem_enc_cap::known(0b1_1101),
-            sev_vmsa_features: mem_enc_cap::known(MEM_ENC_SEV_FEAT_DEBUG_SWAP),
-            snp_policy_bits: mem_enc_cap {
-                status: MEM_ENC_CAP_DEFAULTED,
-                err: -libc::ENXIO,
-                value: MEM_ENC_SNP_POLICY_BITS_STATIC,
-            },
-            sev_null_probe: mem_enc_cap::known(1),
-            ..amd_without_sev()
-        };
-        c.summarize();
-        c
+        crate::sim::probed("snp@6.11")
     }
 
-    /// A newer SNP host that publishes its policy bits and has Secure TSC.
+    /// A newer SNP host that publishes its policy bits and has Secure TSC (simulated snp@6.18),
+    /// on firmware without CXL_ALLOW.
     fn snp_host_with_policy_attr() -> mem_enc_caps {
         mem_enc_caps {
-            sev_vmsa_features: mem_enc_cap::known(
-                MEM_ENC_SEV_FEAT_DEBUG_SWAP | MEM_ENC_SEV_FEAT_SECURE_TSC,
+            snp_policy_bits: mem_enc_cap::known(
+                crate::sim::profile::SNP_POLICY_MASK_EXTENDED & !MEM_ENC_SNP_POLICY_CXL_ALLOW,
             ),
-            snp_policy_bits: mem_enc_cap::known(0x3FB_FFFF & !MEM_ENC_SNP_POLICY_CXL_ALLOW),
-            snp_req_certs: mem_enc_cap::known(1),
-            ..snp_host_without_policy_attr()
+            ..crate::sim::probed("snp@6.18")
         }
     }
 
+    /// A TDX host (simulated tdx@6.19): attributes SEPT_VE_DISABLE.
     fn tdx_host() -> mem_enc_caps {
-        let mut c = mem_enc_caps {
-            vendor: Vendor::Tdx.as_u32(),
-            api_version: mem_enc_cap::known(12),
-            vm_types: mem_enc_cap::known(0b10_0001),
-            sev_vmsa_features: mem_enc_cap::not_available(),
-            snp_policy_bits: mem_enc_cap::not_available(),
-            snp_req_certs: mem_enc_cap::not_available(),
-            sev_null_probe: mem_enc_cap::not_available(),
-            tdx_supported_attrs: mem_enc_cap::known(MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE),
-            tdx_supported_xfam: mem_enc_cap::known(0x6_02e7),
-            tdx_cpuid_configs: mem_enc_cap::known(23),
-            guest_memfd: mem_enc_cap::known(1),
-            memory_attributes: mem_enc_cap::known(8),
-            ..Default::default()
-        };
-        c.summarize();
-        c
+        crate::sim::probed("tdx@6.19")
     }
 
     fn nothing() -> mem_enc_caps {

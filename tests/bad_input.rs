@@ -26,7 +26,7 @@ use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc::mem_enc_cmd;
 use memenc::negotiate::*;
-use sim_util::{Fd, new_vm, td_init_args, vcpu};
+use sim_util::{Fd, gpaw48, new_vm, td_init_args, vcpu};
 
 const PAGE: u64 = 4096;
 
@@ -123,11 +123,7 @@ fn fds() -> Fds {
     assert_eq!(unsafe { mem_enc_sev_init(sev_vm.0, null_mut()) }, 0);
     let sev_vcpu = vcpu(&sev_vm, 0).unwrap();
     let td = new_vm("tdx@6.19", MEM_ENC_VM_TYPE_TDX);
-    let cpuid = [mem_enc_cpuid_entry {
-        function: 0x8000_0008,
-        eax: 48 << 16,
-        ..Default::default()
-    }];
+    let cpuid = [gpaw48()];
     let mut hw = 0;
     // SAFETY: valid pointers.
     assert_eq!(

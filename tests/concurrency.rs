@@ -1,5 +1,5 @@
 //! Concurrency: 8 threads probing (`mem_enc_probe` with -1 and with their own /dev/kvm
-//! descriptor), negotiating (on the host probe and on hand-built capabilities) and issuing
+//! descriptor), negotiating (on the host probe and on a simulated SNP host's probe) and issuing
 //! `mem_enc_op` on their own real VMs and vCPUs give exactly what one thread gets alone; and
 //! the probe cache answers the same in a child after `fork()`, whether the parent's cache was
 //! warm or just invalidated, while other threads were in the middle of probing.
@@ -19,7 +19,7 @@ use memenc::capi::op::mem_enc_op;
 use memenc::capi::probe::*;
 use memenc::negotiate::*;
 use memenc::probe::*;
-use memenc::{MEM_ENC_FLAG_RETRY, Vendor, mem_enc_cmd};
+use memenc::{MEM_ENC_FLAG_RETRY, mem_enc_cmd};
 
 const THREADS: usize = 8;
 const ROUNDS: usize = 5;
@@ -193,29 +193,13 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
     out
 }
 
-/// A hand-built SNP host, so the success paths of negotiation run everywhere.
-fn snp_host() -> mem_enc_caps {
-    let mut c = mem_enc_caps {
-        vendor: Vendor::Sev.as_u32(),
-        api_version: mem_enc_cap::known(12),
-        vm_types: mem_enc_cap::known(0b1_1101),
-        sev_vmsa_features: mem_enc_cap::known(MEM_ENC_SEV_FEAT_DEBUG_SWAP),
-        snp_policy_bits: mem_enc_cap::known(MEM_ENC_SNP_POLICY_BITS_STATIC),
-        sev_null_probe: mem_enc_cap::known(1),
-        guest_memfd: mem_enc_cap::known(1),
-        memory_attributes: mem_enc_cap::known(8),
-        ..Default::default()
-    };
-    c.summarize();
-    c
-}
-
 fn workload(kvm: bool) -> Observed {
-    let snp = snp_host();
+    // The simulated snp@6.11 host's probe, so the success paths of negotiation run everywhere.
+    let snp = sim_util::probed("snp@6.11");
     let caps_size = size_of::<mem_enc_caps>();
     let mut levels = Vec::new();
     let all = MEM_ENC_VM_TYPES_CONFIDENTIAL;
-    // Host capabilities (NULL: the cached probe) and hand-built ones.
+    // Host capabilities (NULL: the cached probe) and the simulated SNP host's.
     let sources: Vec<*const mem_enc_caps> = if kvm {
         vec![core::ptr::null(), &snp]
     } else {

@@ -184,49 +184,15 @@ fn read_as<T: Copy + Default>(bytes: &[u8]) -> T {
     v
 }
 
-/// A hand-built SNP host (vm types SEV/SEV-ES/SNP, INIT2 with DEBUG_SWAP, static policy bits),
-/// so negotiation's success paths run without SEV hardware.
+/// The simulated snp@6.11 host's probe (VM types SEV/SEV-ES/SNP, INIT2 with DEBUG_SWAP, the
+/// static policy mask), so negotiation's success paths run without SEV hardware.
 fn snp_host() -> mem_enc_caps {
-    let mut c = mem_enc_caps {
-        size: size_of::<mem_enc_caps>() as u32,
-        vendor: Vendor::Sev.as_u32(),
-        api_version: mem_enc_cap::known(12),
-        vm_types: mem_enc_cap::known(0b1_1101),
-        sev_vmsa_features: mem_enc_cap::known(MEM_ENC_SEV_FEAT_DEBUG_SWAP),
-        snp_policy_bits: mem_enc_cap::known(MEM_ENC_SNP_POLICY_BITS_STATIC),
-        snp_req_certs: mem_enc_cap::known(1),
-        sev_null_probe: mem_enc_cap::known(1),
-        tdx_supported_attrs: mem_enc_cap::not_available(),
-        tdx_supported_xfam: mem_enc_cap::not_available(),
-        tdx_cpuid_configs: mem_enc_cap::not_available(),
-        guest_memfd: mem_enc_cap::known(1),
-        memory_attributes: mem_enc_cap::known(8),
-        ..Default::default()
-    };
-    c.summarize();
-    c
+    sim_util::probed("snp@6.11")
 }
 
-/// A hand-built TDX host.
+/// The simulated tdx@6.19 host's probe.
 fn tdx_host() -> mem_enc_caps {
-    let mut c = mem_enc_caps {
-        size: size_of::<mem_enc_caps>() as u32,
-        vendor: Vendor::Tdx.as_u32(),
-        api_version: mem_enc_cap::known(12),
-        vm_types: mem_enc_cap::known(0b10_0001),
-        sev_vmsa_features: mem_enc_cap::not_available(),
-        snp_policy_bits: mem_enc_cap::not_available(),
-        snp_req_certs: mem_enc_cap::not_available(),
-        sev_null_probe: mem_enc_cap::not_available(),
-        tdx_supported_attrs: mem_enc_cap::known(MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE),
-        tdx_supported_xfam: mem_enc_cap::known(0x6_02e7),
-        tdx_cpuid_configs: mem_enc_cap::known(23),
-        guest_memfd: mem_enc_cap::known(1),
-        memory_attributes: mem_enc_cap::known(8),
-        ..Default::default()
-    };
-    c.summarize();
-    c
+    sim_util::probed("tdx@6.19")
 }
 
 const CAPS_SIZES: [u32; 2] = [MEM_ENC_CAPS_SIZE_VER0, MEM_ENC_CAPS_SIZE_MAX];
@@ -245,10 +211,29 @@ fn kvm() -> Option<std::fs::File> {
     }
 }
 
+/// A descriptor number that is not open. It is closed right after it was made, and numbered
+/// as high as the descriptor limit allows (at most 1023): the kernel gives every new descriptor
+/// the lowest free number, so the descriptors other tests open meanwhile do not take it.
 fn closed_fd() -> i32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `limit`.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let high = limit.rlim_cur.min(1024) as i32 - 1;
     let f = std::fs::File::open("/dev/null").unwrap();
-    let fd = f.as_raw_fd();
-    drop(f);
+    // SAFETY: F_DUPFD makes a descriptor numbered `high` or above, closed below.
+    let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) };
+    if fd < 0 {
+        // No room that high: the number `f` has.
+        return f.as_raw_fd();
+    }
+    // SAFETY: closing the descriptor made above.
+    unsafe { libc::close(fd) };
     fd
 }
 
@@ -1302,15 +1287,10 @@ fn tdx_helpers_against_guard_pages() {
         assert!(r.bufs[0][48..].iter().all(|&b| b == 0), "zeroed tail");
     }
     let cpuid = [gpaw48()];
+    // The CPUID pointer differs per placement: written just before each call.
     let init_vm = mem_enc_tdx_init_vm_args {
-        attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
-        xfam: 3,
-        mrconfigid: [0; 48],
-        mrowner: [0; 48],
-        mrownerconfig: [0; 48],
         cpuid: core::ptr::null(),
-        cpuid_nent: 1,
-        reserved: 0,
+        ..td_init_args(&cpuid)
     };
     for args in both(&init_vm, 176) {
         let size = args.len();

@@ -5,7 +5,7 @@
 //! TDX INIT_VM) and launched (SNP_LAUNCH_START, LAUNCH_START) through the typed helpers.
 //! Every result here is SIMULATED: the model follows kernel-abi.md, not real hardware.
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, c_char};
 use std::os::fd::RawFd;
 use std::ptr::{null, null_mut};
 
@@ -18,6 +18,9 @@ use memenc::negotiate::*;
 use memenc::probe::*;
 use memenc::sim::profile::{PROFILES, TDX_CPUID};
 use memenc::uapi::KVM_CREATE_VM;
+use sim_util::{Fd, gpaw48, kvm, td_init_args};
+
+mod sim_util;
 
 const CAPS_SIZE: usize = size_of::<mem_enc_caps>();
 const DEBUG_SWAP: u64 = 1 << 5;
@@ -28,24 +31,7 @@ const XFAM_BASE: u64 = 0x3;
 /// AVX: offered by the simulated TDX module.
 const XFAM_AVX: u64 = 0x4;
 
-/// A simulated `/dev/kvm`, closed on drop.
-struct Kvm(RawFd);
-impl Drop for Kvm {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is ours.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-fn kvm(profile: &str) -> Kvm {
-    let name = CString::new(profile).unwrap();
-    // SAFETY: a NUL-terminated name.
-    let fd = unsafe { mem_enc_sim_kvm_open(name.as_ptr()) };
-    assert!(fd >= 0, "{profile}: {fd}");
-    Kvm(fd)
-}
-
-fn probe(kvm: &Kvm) -> mem_enc_caps {
+fn probe(kvm: &Fd) -> mem_enc_caps {
     let mut caps = mem_enc_caps::default();
     // SAFETY: a whole struct.
     assert_eq!(unsafe { mem_enc_probe(kvm.0, &mut caps, CAPS_SIZE) }, 0);
@@ -53,7 +39,7 @@ fn probe(kvm: &Kvm) -> mem_enc_caps {
 }
 
 /// `KVM_CREATE_VM` on the simulated `/dev/kvm`, as a VMM would issue it.
-fn create_vm(kvm: &Kvm, vm_type: u32) -> RawFd {
+fn create_vm(kvm: &Fd, vm_type: u32) -> RawFd {
     // SAFETY: KVM_CREATE_VM takes an immediate.
     let r = unsafe { memenc::host::ioctl(kvm.0, KVM_CREATE_VM, u64::from(vm_type)) };
     r.unwrap_or_else(|e| panic!("KVM_CREATE_VM({vm_type}): {e:?}"))
@@ -491,21 +477,12 @@ fn tdx_negotiates_tdx_and_init_vm_takes_the_settings() {
         assert_eq!(s.tdx_xfam, XFAM_BASE | XFAM_AVX);
         assert_eq!((s.vmsa_features, s.snp_policy), (0, 0));
         let vm = create_vm(&kvm, s.create_vm_type);
-        // GPAW 48 in leaf 0x80000008, as every TD needs.
-        let cpuid = [mem_enc_cpuid_entry {
-            function: 0x8000_0008,
-            eax: 48 << 16,
-            ..Default::default()
-        }];
+        // GPAW 48 in leaf 0x80000008, as every TD needs; the negotiated attributes and XFAM.
+        let cpuid = [gpaw48()];
         let args = mem_enc_tdx_init_vm_args {
             attributes: s.tdx_attributes,
             xfam: s.tdx_xfam,
-            mrconfigid: [0; 48],
-            mrowner: [0; 48],
-            mrownerconfig: [0; 48],
-            cpuid: cpuid.as_ptr(),
-            cpuid_nent: 1,
-            reserved: 0,
+            ..td_init_args(&cpuid)
         };
         let mut hw = u64::MAX;
         // SAFETY: valid pointers.

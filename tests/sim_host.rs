@@ -1,6 +1,6 @@
 //! The simulated host's generic side: the differential against the real /dev/kvm (the `none`
 //! profile must answer as this machine's KVM does), per-profile probing answers, the C API's
-//! argument errors, and descriptor lifecycle (close and reuse, many VMs, threads).
+//! argument errors, and descriptor lifecycle (close and reuse, dups, fork, many VMs, threads).
 
 mod sim_util;
 
@@ -412,13 +412,9 @@ fn c_api_argument_errors() {
     }
 }
 
-#[test]
-fn closed_and_reused_descriptors_are_never_mistaken() {
-    let _serial = serial();
-    let vm = new_vm("snp@6.11", KVM_X86_SNP_VM);
-    let n = vm.0;
-    drop(vm);
-    // The number is reused by something else: it must go to the real kernel now.
+/// `n`, a simulated descriptor's number just closed, is taken by a real file (when the kernel
+/// hands it out again) and then closed: each time the real kernel answers.
+fn reused_by_a_file_then_closed(n: i32) {
     let file = std::fs::File::open("/dev/null").unwrap();
     if file.as_raw_fd() == n {
         assert_eq!(
@@ -431,6 +427,15 @@ fn closed_and_reused_descriptors_are_never_mistaken() {
     drop(file);
     assert_eq!(raw(n, KVM_MEMORY_ENCRYPT_OP, 0), Err(EBADF), "closed");
     assert_eq!(mem_enc_sim_vcpu_create(n, 0), -EBADF);
+}
+
+#[test]
+fn closed_and_reused_descriptors_are_never_mistaken() {
+    let _serial = serial();
+    let vm = new_vm("snp@6.11", KVM_X86_SNP_VM);
+    let n = vm.0;
+    drop(vm);
+    reused_by_a_file_then_closed(n);
     // A vCPU keeps its VM alive after the VM descriptor is closed, as in the kernel.
     let vm = new_vm("tdx@6.19", KVM_X86_TDX_VM);
     let mut caps = vec![0u64; 400];
@@ -505,4 +510,177 @@ fn many_vms_and_threads() {
         1,
         "exactly one INIT wins"
     );
+}
+
+/// `dup(fd)`, closed on drop.
+fn dup(fd: &Fd) -> Fd {
+    // SAFETY: dup only creates a descriptor, which the returned Fd owns.
+    let d = unsafe { libc::dup(fd.0) };
+    assert!(d >= 0);
+    Fd(d)
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`: a dup numbered `min` or above, closed on drop.
+fn dup_from(fd: &Fd, min: i32) -> Fd {
+    // SAFETY: as dup.
+    let d = unsafe { libc::fcntl(fd.0, libc::F_DUPFD_CLOEXEC, min) };
+    assert!(d >= min);
+    Fd(d)
+}
+
+/// SEV INIT on the VM behind `vm`: Ok the first time, -EINVAL once the VM is initialised.
+fn sev_init(vm: &Fd) -> Result<(), i32> {
+    op(vm, memenc::uapi::sev_id::INIT, 0, None).0
+}
+
+/// A dup of a simulated descriptor shares its open file, as with the kernel: the same VM,
+/// `/dev/kvm`, `/dev/sev` and guest_memfd.
+#[test]
+fn a_dup_is_the_same_simulated_object() {
+    let _serial = serial();
+    let vm = new_vm("sev@6.1", 0);
+    let (vm2, vm3) = (dup(&vm), dup_from(&vm, 200));
+    // INIT through one descriptor initialises the VM behind all of them.
+    assert_eq!(sev_init(&vm2), Ok(()));
+    assert_eq!(sev_init(&vm), Err(EINVAL), "INIT twice");
+    assert_eq!(sev_init(&vm3), Err(EINVAL), "INIT twice");
+    // /dev/sev opened through a dup; a dup of it is a /dev/sev for LAUNCH_START.
+    let sev = sev_dev(&vm3);
+    let sev2 = dup(&sev);
+    let mut start = kvm_sev_launch_start::default();
+    let (r, cmd) = op(
+        &vm2,
+        memenc::uapi::sev_id::LAUNCH_START,
+        ptr(&mut start),
+        Some(&sev2),
+    );
+    assert_eq!((r, cmd.sev().error), (Ok(()), 0));
+    let launched = digest(&vm).expect("launch started");
+    assert_eq!(digest(&vm3), Ok(launched));
+    // A vCPU id taken through one descriptor is taken through the others.
+    let _v = vcpu(&vm3, 0).unwrap();
+    assert_eq!(vcpu(&vm, 0).err(), Some(-libc::EEXIST));
+    assert_eq!(
+        raw(vm2.0, KVM_CREATE_VCPU, 0),
+        Err(libc::EEXIST),
+        "KVM_CREATE_VCPU"
+    );
+    // /dev/kvm.
+    let system = kvm("snp@6.18");
+    let system2 = dup(&system);
+    assert_eq!(raw(system2.0, KVM_GET_API_VERSION, 0), Ok(12));
+    assert_eq!(
+        raw(system2.0, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES),
+        raw(system.0, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES)
+    );
+    // A guest_memfd's dup binds to a memslot of its VM.
+    let snp = new_vm("snp@6.11", KVM_X86_SNP_VM);
+    let mut g = kvm_create_guest_memfd {
+        size: 2 * PAGE,
+        flags: 0,
+        reserved: [0; 6],
+    };
+    let gmem = Fd(raw(snp.0, KVM_CREATE_GUEST_MEMFD, ptr(&mut g)).unwrap());
+    let gmem2 = dup_from(&gmem, 300);
+    let backing = Mem::new(2 * PAGE as usize);
+    let mut slot = kvm_userspace_memory_region2 {
+        slot: 0,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guest_phys_addr: 0,
+        memory_size: 2 * PAGE,
+        userspace_addr: backing.addr,
+        guest_memfd_offset: 0,
+        guest_memfd: gmem2.0 as u32,
+        ..Default::default()
+    };
+    assert_eq!(
+        raw(snp.0, KVM_SET_USER_MEMORY_REGION2, ptr(&mut slot)),
+        Ok(0)
+    );
+}
+
+/// Closing the descriptor the simulator handed out leaves the VM to its dups, whether they
+/// were used before or not, also after a new descriptor made the simulator forget closed ones.
+#[test]
+fn closing_the_first_descriptor_keeps_its_dups_working() {
+    let _serial = serial();
+    let vm = new_vm("sev@6.1", 0);
+    assert_eq!(sev_init(&vm), Ok(()));
+    let used = dup(&vm);
+    assert_eq!(sev_init(&used), Err(EINVAL), "the initialised VM");
+    let unused = dup_from(&vm, 300);
+    drop(vm);
+    let other = new_vm("sev@6.1", 0);
+    assert_eq!(sev_init(&other), Ok(()), "a new VM");
+    for d in [&used, &unused] {
+        assert_eq!(sev_init(d), Err(EINVAL), "still the initialised VM");
+    }
+    let v = vcpu(&unused, 0).unwrap();
+    drop(used);
+    drop(unused);
+    let _another = new_vm("none", 0);
+    // Its vCPU keeps the VM (not launched: -EINVAL rather than -EBADF).
+    assert_eq!(digest(&v), Err(-EINVAL));
+}
+
+/// A number that was a simulated VM and now holds something else is that something else: a dup
+/// of another VM, a real file, nothing.
+#[test]
+fn reused_numbers_are_not_mistaken_with_dups() {
+    let _serial = serial();
+    let a = new_vm("sev@6.1", 0);
+    let b = new_vm("sev@6.1", 0);
+    assert_eq!(sev_init(&a), Ok(()));
+    let keep_a = dup(&a);
+    let n = a.0;
+    drop(a);
+    // n becomes a dup of B: B is not initialised yet, A is.
+    // SAFETY: n is closed; dup2 makes it a descriptor of B's file, closed below.
+    assert_eq!(unsafe { libc::dup2(b.0, n) }, n);
+    let n_is_b = Fd(n);
+    assert_eq!(sev_init(&n_is_b), Ok(()), "B, not A");
+    assert_eq!(sev_init(&b), Err(EINVAL));
+    assert_eq!(sev_init(&keep_a), Err(EINVAL), "A lives on in its dup");
+    drop(n_is_b);
+    reused_by_a_file_then_closed(n);
+}
+
+/// Simulated descriptors, and dups of them, are plain memfds in a child after fork(), also
+/// after the child created simulated descriptors of its own; the parent's stay simulated.
+#[test]
+fn simulated_descriptors_do_not_survive_fork() {
+    let _serial = serial();
+    let vm = new_vm("sev@6.1", 0);
+    let vm2 = dup(&vm);
+    // SAFETY: the child only calls memenc on descriptors it inherited or made, and _exit()s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut code = 0;
+        if mem_enc_sim_vcpu_create(vm2.0, 0) != -EBADF {
+            code |= 1;
+        }
+        // SAFETY: a NUL-terminated profile name.
+        let own = unsafe { mem_enc_sim_vm_create(c"sev@6.1".as_ptr()) };
+        if own < 0 || mem_enc_sim_vcpu_create(own, 0) < 0 {
+            code |= 2;
+        }
+        for fd in [vm.0, vm2.0] {
+            if mem_enc_sim_vcpu_create(fd, 0) != -EBADF {
+                code |= 4;
+            }
+            // A memfd to the kernel: no KVM ioctls.
+            if raw(fd, KVM_MEMORY_ENCRYPT_OP, 0) != Err(ENOTTY) {
+                code |= 8;
+            }
+        }
+        // SAFETY: leaving the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "child's findings (bits)");
+    assert!(vcpu(&vm2, 0).is_ok(), "still simulated in the parent");
 }

@@ -4,8 +4,9 @@
 //! simulated `none` host, and a whole TDX build on the simulated TDX hosts through the C API
 //! only (no raw ioctl, no `mem_enc_sim_*` constructor besides the simulated /dev/kvm).
 
+mod sim_util;
+
 use std::os::fd::RawFd;
-use std::ptr::null_mut;
 
 use memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION;
 use memenc::capi::fwerr::*;
@@ -13,27 +14,10 @@ use memenc::capi::mem::*;
 use memenc::capi::sim::*;
 use memenc::capi::tdx::*;
 use memenc::capi::vm::*;
-use memenc::negotiate::MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE;
 use sha2::{Digest, Sha384};
+use sim_util::{Mem, gpaw48, td_init_args};
 
 const PAGE: usize = 4096;
-
-/// Page-aligned memory, leaked (it may back a memslot until the process ends).
-fn pages(n: usize) -> *mut u8 {
-    // SAFETY: an anonymous mapping, never unmapped.
-    let p = unsafe {
-        libc::mmap(
-            null_mut(),
-            n * PAGE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    p.cast()
-}
 
 fn close(fd: RawFd) {
     // SAFETY: a descriptor this test created and owns.
@@ -73,33 +57,34 @@ fn scenario(kvm: RawFd) -> Vec<(&'static str, (i32, u32))> {
     );
     step("tsc_khz(0)", mem_enc_vm_set_tsc_khz(vm, 0));
     step("tsc_khz(1 GHz)", mem_enc_vm_set_tsc_khz(vm, 1_000_000));
-    let ram = pages(4);
+    let backing = Mem::new(4 * PAGE);
+    let ram = backing.addr as *mut libc::c_void;
     let size = (4 * PAGE) as u64;
-    // SAFETY (each call): "ram" is 4 mapped pages that stay mapped.
+    // SAFETY (each call): "ram" is 4 mapped pages, mapped until the VM is closed.
     unsafe {
         step(
             "memslot v1",
-            mem_enc_mem_set_user_memory_region(vm, 0, 0, 0x10_0000, size, ram.cast()),
+            mem_enc_mem_set_user_memory_region(vm, 0, 0, 0x10_0000, size, ram),
         );
         step(
             "memslot v1 overlap",
-            mem_enc_mem_set_user_memory_region(vm, 1, 0, 0x10_1000, size, ram.cast()),
+            mem_enc_mem_set_user_memory_region(vm, 1, 0, 0x10_1000, size, ram),
         );
         step(
             "memslot v1 guest_memfd flag",
-            mem_enc_mem_set_user_memory_region(vm, 2, 4, 0x20_0000, size, ram.cast()),
+            mem_enc_mem_set_user_memory_region(vm, 2, 4, 0x20_0000, size, ram),
         );
         step(
             "memslot v1 misaligned",
-            mem_enc_mem_set_user_memory_region(vm, 2, 0, 0x20_0800, size, ram.cast()),
+            mem_enc_mem_set_user_memory_region(vm, 2, 0, 0x20_0800, size, ram),
         );
         step(
             "memslot v1 read-only",
-            mem_enc_mem_set_user_memory_region(vm, 2, 2, 0x20_0000, size, ram.cast()),
+            mem_enc_mem_set_user_memory_region(vm, 2, 2, 0x20_0000, size, ram),
         );
         step(
             "memslot v1 delete",
-            mem_enc_mem_set_user_memory_region(vm, 2, 2, 0x20_0000, 0, ram.cast()),
+            mem_enc_mem_set_user_memory_region(vm, 2, 2, 0x20_0000, 0, ram),
         );
     }
     let vcpu = mem_enc_vcpu_create(vm, 0);
@@ -209,21 +194,8 @@ fn simulated_tdx_builds_a_whole_td_through_the_c_api() {
         assert_eq!(mem_enc_vm_set_tsc_khz(vm, 2_000_000), 0);
         // The kernel's order: no vCPU before INIT_VM (-EIO), none without the split irqchip.
         assert_eq!(outcome(mem_enc_vcpu_create(vm, 0)), (-libc::EIO, KVM));
-        let cpuid = [mem_enc_cpuid_entry {
-            function: 0x8000_0008,
-            eax: 48 << 16,
-            ..Default::default()
-        }];
-        let init = mem_enc_tdx_init_vm_args {
-            attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
-            xfam: 0x3,
-            mrconfigid: [0; 48],
-            mrowner: [0; 48],
-            mrownerconfig: [0; 48],
-            cpuid: cpuid.as_ptr(),
-            cpuid_nent: 1,
-            reserved: 0,
-        };
+        let cpuid = [gpaw48()];
+        let init = td_init_args(&cpuid);
         let mut hw = u64::MAX;
         // SAFETY: valid pointers and sizes.
         let r = unsafe { mem_enc_tdx_init_vm(vm, &init, size_of_val(&init), &mut hw) };
@@ -237,7 +209,7 @@ fn simulated_tdx_builds_a_whole_td_through_the_c_api() {
         assert_eq!(unsafe { mem_enc_tdx_init_vcpu(vcpu, 0x4000, &mut hw) }, 0);
 
         let npages = 16;
-        let shared = pages(npages);
+        let mut shared = Mem::new(npages * PAGE);
         let size = (npages * PAGE) as u64;
         let gmem = mem_enc_mem_create_guest_memfd(vm, size, 0);
         assert!(gmem >= 0);
@@ -246,7 +218,7 @@ fn simulated_tdx_builds_a_whole_td_through_the_c_api() {
             flags: 0,
             guest_phys_addr: 0,
             memory_size: size,
-            userspace_addr: shared.cast(),
+            userspace_addr: shared.addr as *mut libc::c_void,
             guest_memfd_offset: 0,
             guest_memfd: gmem,
             reserved: 0,
@@ -255,13 +227,11 @@ fn simulated_tdx_builds_a_whole_td_through_the_c_api() {
         let r = unsafe { mem_enc_mem_set_user_memory_region2(vm, &region, size_of_val(&region)) };
         assert_eq!(r, 0);
         assert_eq!(mem_enc_mem_set_private(vm, 0, size, 1), 0);
-        // SAFETY: 4 pages of the mapping.
-        let image = unsafe { std::slice::from_raw_parts_mut(shared, 4 * PAGE) };
-        for (i, b) in image.iter_mut().enumerate() {
+        for (i, b) in shared.bytes()[..4 * PAGE].iter_mut().enumerate() {
             *b = (i * 7 + 0x5a) as u8;
         }
         let add = mem_enc_tdx_init_mem_region_args {
-            source: shared.cast(),
+            source: shared.addr as *const libc::c_void,
             gpa: 0,
             nr_pages: 4,
             flags: MEM_ENC_TDX_MEASURE_MEMORY_REGION,
@@ -279,7 +249,11 @@ fn simulated_tdx_builds_a_whole_td_through_the_c_api() {
         // SAFETY: 48 writable bytes.
         let n = unsafe { mem_enc_sim_launch_digest(vm, digest.as_mut_ptr(), 48) };
         assert_eq!(n, 48);
-        assert_eq!(digest.to_vec(), mrtd(0, image), "{profile:?}");
+        assert_eq!(
+            digest.to_vec(),
+            mrtd(0, &shared.bytes()[..4 * PAGE]),
+            "{profile:?}"
+        );
         for fd in [vcpu, gmem, vm, kvm] {
             close(fd);
         }

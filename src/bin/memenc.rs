@@ -455,24 +455,10 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    /// A 6.11-style SNP host: the simulated snp@6.11's probe (VM types SEV/ES/SNP, VMSA features
+    /// DEBUG_SWAP, the static policy mask as DEFAULTED).
     fn host() -> mem_enc_caps {
-        let mut c = mem_enc_caps {
-            vendor: memenc::MEM_ENC_VENDOR_SEV,
-            api_version: mem_enc_cap::known(12),
-            vm_types: mem_enc_cap::known(0x1d),
-            sev_vmsa_features: mem_enc_cap::known(0x20),
-            snp_policy_bits: mem_enc_cap {
-                status: MEM_ENC_CAP_DEFAULTED,
-                err: -libc::ENXIO,
-                value: MEM_ENC_SNP_POLICY_BITS_STATIC,
-            },
-            sev_null_probe: mem_enc_cap::known(1),
-            tdx_supported_attrs: mem_enc_cap::not_available(),
-            guest_memfd: mem_enc_cap::known(1),
-            ..Default::default()
-        };
-        c.summarize();
-        c
+        probe_sim("snp@6.11").unwrap()
     }
 
     #[test]

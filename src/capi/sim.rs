@@ -103,8 +103,9 @@ pub unsafe extern "C" fn mem_enc_sim_kvm_open(profile: *const c_char) -> c_int {
 /// Arguments:
 ///  "profile" - the profile name (see `mem_enc_sim_kvm_open()`).
 ///
-/// Returns: a new VM descriptor (closing it, and every vCPU and guest_memfd descriptor of the
-/// VM, ends the VM), or -EINVAL (NULL) or -ENOENT (no such profile).
+/// Returns: a new VM descriptor (a dup() of it is the same VM; closing it and its dups, and
+/// every vCPU and guest_memfd descriptor of the VM, ends the VM), or -EINVAL (NULL) or -ENOENT
+/// (no such profile).
 ///
 /// # Safety
 /// `profile` is NULL or a NUL-terminated string.

@@ -2,9 +2,9 @@
 //! descriptors it created, so every launch flow runs where no SEV or TDX hardware exists.
 //!
 //! It is selected explicitly, never silently: only descriptors made by [`kvm_open`],
-//! [`vm_create`] and the descriptors those hand out (VM, vCPU, guest_memfd, `/dev/sev`) are
-//! simulated. [`crate::host::ioctl`] asks [`active`] (one atomic load) and then [`ioctl`];
-//! every other descriptor goes to the real kernel.
+//! [`vm_create`] and the descriptors those hand out (VM, vCPU, guest_memfd, `/dev/sev`), and
+//! dups of them, are simulated. [`crate::host::ioctl`] asks [`active`] (one atomic load) and
+//! then [`ioctl`]; every other descriptor goes to the real kernel.
 //!
 //! The model follows kernel-abi.md §2: the same validation order and errno, the same bytes
 //! copied in and out (through the fault-safe user-memory functions, so a bad pointer is
@@ -130,6 +130,17 @@ pub fn launch_digest(vm_fd: RawFd) -> Result<Vec<u8>, Errno> {
 pub fn inject(fd: RawFd, effect: Effect, cmd_id: u32, nth: u32, count: u32) -> Result<(), Errno> {
     let vm = vm_of(fd)?;
     registry::lock(&vm).faults.arm(effect, cmd_id, nth, count)
+}
+
+/// What the probe reports for a simulated host of `profile`: the unit tests' hosts come from
+/// the model's answers, never from hand-built capabilities.
+#[cfg(test)]
+pub(crate) fn probed(profile: &str) -> crate::probe::mem_enc_caps {
+    let fd = kvm_open(profile).unwrap();
+    let caps = crate::probe::probe_fd(fd);
+    // SAFETY: closing the descriptor opened above, which nothing else holds.
+    unsafe { libc::close(fd) };
+    caps.unwrap()
 }
 
 /// The profile names, in a stable order.

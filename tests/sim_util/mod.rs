@@ -46,6 +46,20 @@ pub fn enable_split_irqchip(vm: &Fd) -> Result<i32, i32> {
     raw(vm.0, KVM_ENABLE_CAP, ptr(&mut cap))
 }
 
+/// What `mem_enc_probe()` reports for a simulated host of `profile`: the tests negotiate against
+/// the model's answers instead of hand-built capabilities. "snp@6.11": VM types SEV, SEV-ES and
+/// SNP, INIT2 with DEBUG_SWAP, the static SNP policy mask (not published: DEFAULTED);
+/// "tdx@6.19": VM type TDX, attributes SEPT_VE_DISABLE.
+pub fn probed(profile: &str) -> memenc::probe::mem_enc_caps {
+    let kvm = kvm(profile);
+    let mut caps = memenc::probe::mem_enc_caps::default();
+    // SAFETY: a whole struct and its size.
+    let r = unsafe { memenc::capi::probe::mem_enc_probe(kvm.0, &mut caps, size_of_val(&caps)) };
+    assert_eq!(r, 0, "probe({profile})");
+    assert_ne!(caps.features & memenc::probe::MEM_ENC_CAPS_SIMULATED, 0);
+    caps
+}
+
 /// Closes descriptors at the end of a test.
 pub struct Fd(pub RawFd);
 impl Drop for Fd {
