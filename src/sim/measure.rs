@@ -72,22 +72,66 @@ fn tdx_record(tag: &[u8], gpa: u64) -> [u8; 128] {
     record
 }
 
+/// Bytes of a TDX measurement record (TDH.MEM.PAGE.ADD, TDH.MR.EXTEND).
+const TDX_RECORD: usize = 128;
+/// Bytes of guest memory one TDH.MR.EXTEND measures.
+const TDX_CHUNK: usize = 256;
+/// Bytes hashed into MRTD for one measured 4 KiB page: its TDH.MEM.PAGE.ADD record, then for
+/// each 256-byte chunk a TDH.MR.EXTEND record and the chunk.
+pub const TDX_MEASURED_PAGE_STREAM: usize = TDX_RECORD + 16 * (TDX_RECORD + TDX_CHUNK);
+
+/// The MRTD stream of one measured page, laid out in one buffer that is reused from page to
+/// page: the records' tags are written once, then each page sets the GPAs and the chunks.
+pub struct TdxPageStream(Box<[u8; TDX_MEASURED_PAGE_STREAM]>);
+
+impl Default for TdxPageStream {
+    fn default() -> Self {
+        let mut stream = Box::new([0u8; TDX_MEASURED_PAGE_STREAM]);
+        let (add, extends) = stream.split_at_mut(TDX_RECORD);
+        add.copy_from_slice(&tdx_record(b"MEM.PAGE.ADD", 0));
+        for piece in extends.chunks_exact_mut(TDX_RECORD + TDX_CHUNK) {
+            piece[..TDX_RECORD].copy_from_slice(&tdx_record(b"MR.EXTEND", 0));
+        }
+        TdxPageStream(stream)
+    }
+}
+
+impl TdxPageStream {
+    /// Lays out the stream of the page at `gpa` whose 4096 bytes are `page`.
+    pub fn set(&mut self, gpa: u64, page: &[u8]) {
+        let (add, extends) = self.0.split_at_mut(TDX_RECORD);
+        add[16..24].copy_from_slice(&gpa.to_le_bytes());
+        for (i, (piece, chunk)) in extends
+            .chunks_exact_mut(TDX_RECORD + TDX_CHUNK)
+            .zip(page.chunks(TDX_CHUNK))
+            .enumerate()
+        {
+            let at = gpa.wrapping_add((TDX_CHUNK * i) as u64);
+            piece[16..24].copy_from_slice(&at.to_le_bytes());
+            piece[TDX_RECORD..TDX_RECORD + chunk.len()].copy_from_slice(chunk);
+        }
+    }
+
+    /// The stream as last set.
+    pub fn bytes(&self) -> &[u8; TDX_MEASURED_PAGE_STREAM] {
+        &self.0
+    }
+}
+
 impl Mrtd {
     /// TDH.MEM.PAGE.ADD of the page at `gpa`.
     pub fn page_add(&mut self, gpa: u64) {
         self.hash.update(tdx_record(b"MEM.PAGE.ADD", gpa));
     }
 
-    /// TDH.MR.EXTEND of each 256-byte chunk of the page at `gpa`, in order. (One record is
-    /// built per page and only its GPA changes per chunk: this runs for every measured byte.)
-    pub fn mr_extend_page(&mut self, gpa: u64, page: &[u8]) {
-        let mut record = tdx_record(b"MR.EXTEND", gpa);
-        for (i, chunk) in page.chunks(256).enumerate() {
-            let at = gpa.wrapping_add(256 * i as u64);
-            record[16..24].copy_from_slice(&at.to_le_bytes());
-            self.hash.update(record);
-            self.hash.update(chunk);
-        }
+    /// TDH.MEM.PAGE.ADD of the page at `gpa`, then TDH.MR.EXTEND of each of its 256-byte
+    /// chunks, in order. The records and chunks are laid out as one stream in `scratch` and
+    /// hashed in one call: sha2 compresses consecutive blocks two at a time, which
+    /// record-by-record updates (one or two blocks each) cannot. This runs for every measured
+    /// byte.
+    pub fn page_add_measured(&mut self, gpa: u64, page: &[u8], scratch: &mut TdxPageStream) {
+        scratch.set(gpa, page);
+        self.hash.update(scratch.bytes());
     }
 
     /// The MRTD as TDH.MR.FINALIZE would fix it now.

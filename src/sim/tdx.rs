@@ -4,7 +4,7 @@
 //! MRTD measurement.
 
 use super::fault::{Effect, generic_errno};
-use super::measure::Mrtd;
+use super::measure::{Mrtd, TdxPageStream};
 use super::profile::{CpuidConfig, TdxCaps};
 use super::user::{self, Envelope};
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Vm};
@@ -425,6 +425,7 @@ fn init_mem_region(
     };
     let measure = cmd.flags() & KVM_TDX_MEASURE_MEMORY_REGION != 0;
     let mut source = user::PageReader::new();
+    let mut stream = measure.then(TdxPageStream::default);
     let mut done = 0u64;
     let mut r = Ok(());
     while region.nr_pages > 0 {
@@ -435,7 +436,7 @@ fn init_mem_region(
         // Read-ahead never goes past the pages this command can still reach.
         let reachable = region.nr_pages.min(stop_after - done);
         let page = (&mut source, region.source_addr, reachable);
-        if let Err(e) = add_page(vm, region.gpa, page, measure, fault) {
+        if let Err(e) = add_page(vm, region.gpa, page, stream.as_mut(), fault) {
             r = Err(e);
             break;
         }
@@ -450,13 +451,14 @@ fn init_mem_region(
 }
 
 /// One page of `kvm_gmem_populate` + `tdx_gmem_post_populate`: TDH.MEM.PAGE.ADD and, when
-/// measuring, TDH.MR.EXTEND per 256-byte chunk. `source`: the reader, this page's source
-/// address and how many pages the command can still reach from it.
+/// measuring (`measure`: the command's reused stream buffer), TDH.MR.EXTEND per 256-byte
+/// chunk. `source`: the reader, this page's source address and how many pages the command
+/// can still reach from it.
 fn add_page(
     vm: &mut Vm,
     gpa: u64,
     source: (&mut user::PageReader, u64, u64),
-    measure: bool,
+    measure: Option<&mut TdxPageStream>,
     fault: &mut Option<Effect>,
 ) -> Result<(), Errno> {
     let gfn = gpa >> PAGE_SHIFT;
@@ -478,9 +480,9 @@ fn add_page(
     if seamcall != 0 {
         return err(libc::EIO);
     }
-    vm.tdx.mrtd.page_add(gpa);
-    if measure {
-        vm.tdx.mrtd.mr_extend_page(gpa, page);
+    match measure {
+        Some(scratch) => vm.tdx.mrtd.page_add_measured(gpa, page, scratch),
+        None => vm.tdx.mrtd.page_add(gpa),
     }
     vm.populated.insert(gfn);
     Ok(())

@@ -3,7 +3,7 @@
 //! as the kernel does: which slot (with which guest_memfd) holds a GFN, whether the GFN is
 //! private, and whether its guest_memfd page was already populated.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::fault::Faults;
 use super::profile::Profile;
@@ -79,6 +79,26 @@ impl RangeSet {
         }
     }
 
+    /// Adds one GFN. The launch commands add page after page, so this usually extends the
+    /// last range in place (no allocation, O(log n)).
+    pub fn insert(&mut self, gfn: u64) {
+        // [start, end) cannot hold u64::MAX; no memslot reaches it.
+        let Some(next) = gfn.checked_add(1) else {
+            return;
+        };
+        let joins_next = self.ranges.contains_key(&next);
+        if let Some((_, end)) = self.ranges.range_mut(..=gfn).next_back() {
+            if *end > gfn {
+                return;
+            }
+            if *end == gfn && !joins_next {
+                *end = next;
+                return;
+            }
+        }
+        self.set(gfn, next, true);
+    }
+
     /// Whether `gfn` is in the set.
     pub fn contains(&self, gfn: u64) -> bool {
         self.ranges
@@ -100,8 +120,9 @@ pub struct Vm {
     pub private: RangeSet,
     pub gmems: HashMap<u64, Gmem>,
     pub next_gmem: u64,
-    /// GFNs whose guest_memfd page was populated (`kvm_gmem_populate` "prepared").
-    pub populated: HashSet<u64>,
+    /// GFNs whose guest_memfd page was populated (`kvm_gmem_populate` "prepared"); ranges,
+    /// because launch images are populated page after page.
+    pub populated: RangeSet,
     pub split_irqchip: bool,
     pub tsc_khz: u32,
     pub sev: sev::State,
@@ -123,7 +144,7 @@ impl Vm {
             private: RangeSet::default(),
             gmems: HashMap::new(),
             next_gmem: 1,
-            populated: HashSet::new(),
+            populated: RangeSet::default(),
             split_irqchip: false,
             tsc_khz: HOST_TSC_KHZ,
             sev: sev::State::new(profile, vm_type),
@@ -158,7 +179,7 @@ impl Vm {
     /// The per-page checks of `kvm_gmem_populate()`: already populated (-EEXIST), then not
     /// private (-EINVAL).
     pub fn gmem_page_check(&self, gfn: u64) -> Result<(), Errno> {
-        if self.populated.contains(&gfn) {
+        if self.populated.contains(gfn) {
             return Err(Errno(libc::EEXIST));
         }
         if !self.private.contains(gfn) {
@@ -187,5 +208,13 @@ mod tests {
         assert!(r.contains(11) && !r.contains(12) && !r.contains(13) && r.contains(14));
         r.set(0, 100, false);
         assert!(!r.contains(15));
+        // One at a time: extends in place, joins the next range, ignores what is in.
+        for g in [5, 6, 7, 9, 8, 7, 4] {
+            r.insert(g);
+        }
+        assert!((4..10).all(|g| r.contains(g)) && !r.contains(3) && !r.contains(10));
+        assert_eq!(r.ranges.len(), 1);
+        r.insert(12);
+        assert!(r.contains(12) && !r.contains(11) && r.ranges.len() == 2);
     }
 }
