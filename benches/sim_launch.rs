@@ -34,6 +34,9 @@ use memenc::sim::page_hash;
 use memenc::trace::mem_enc_trace_event;
 use sha2::{Digest, Sha384};
 
+#[path = "../tests/sim_util/mod.rs"]
+mod sim_util;
+
 const PAGE: usize = 4096;
 const GIB: usize = 1 << 30;
 
@@ -251,30 +254,14 @@ fn td(bytes: usize) -> Vm {
     unsafe {
         let vm = mem_enc_sim_vm_create_type(c"tdx@6.19".as_ptr(), MEM_ENC_VM_TYPE_TDX);
         assert!(vm >= 0);
-        let cpuid = [mem_enc_cpuid_entry {
-            function: 0x8000_0008,
-            eax: 48 << 16,
-            ..Default::default()
-        }];
-        let args = mem_enc_tdx_init_vm_args {
-            attributes: MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
-            xfam: 3,
-            mrconfigid: [0; 48],
-            mrowner: [0; 48],
-            mrownerconfig: [0; 48],
-            cpuid: cpuid.as_ptr(),
-            cpuid_nent: 1,
-            reserved: 0,
-        };
+        // The tests' TD (tests/sim_util): GPAW-48 CPUID leaf, INIT_VM arguments, split irqchip.
+        let cpuid = [sim_util::gpaw48()];
+        let args = sim_util::td_init_args(&cpuid);
         let mut hw = 0;
         assert_eq!(mem_enc_tdx_init_vm(vm, &args, 176, &mut hw), 0);
-        let mut cap = memenc::uapi::kvm_enable_cap {
-            cap: memenc::uapi::KVM_CAP_SPLIT_IRQCHIP as u32,
-            ..Default::default()
-        };
-        cap.args[0] = 24;
-        let r = memenc::host::ioctl(vm, memenc::uapi::KVM_ENABLE_CAP, &mut cap as *mut _ as u64);
-        assert_eq!(r, Ok(0));
+        // A view of the descriptor the Vm below owns and closes.
+        let view = std::mem::ManuallyDrop::new(sim_util::Fd(vm));
+        assert_eq!(sim_util::enable_split_irqchip(&view), Ok(0));
         let mut fds = vec![vm];
         let backing = private_memory(vm, bytes, &mut fds);
         let vcpu = mem_enc_sim_vcpu_create(vm, 0);
