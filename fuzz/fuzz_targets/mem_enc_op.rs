@@ -3,6 +3,9 @@
 //! Input: [fd kind][u32 negative fd][24 command bytes][data mode][parameter bytes...].
 //! Data mode bit 0 set: `data` points at a 4 KiB buffer holding the parameter bytes (so a
 //! parameter struct of any command is readable); clear: `data` is the fuzzer's raw value.
+//! Raw values, and every 8-byte slot of the parameter bytes, that name a mapped page of this
+//! process are replaced by faulting addresses first (`sim::never_live`): the kernel and the
+//! model write through such addresses, as a raw ioctl would.
 //!
 //! Simulated kinds (a fresh simulated VM, or its vCPU, per input): the u32 picks the profile
 //! (byte 0), the VM type (byte 1: the profile's launch type, or the raw byte) and a launch
@@ -79,6 +82,11 @@ fuzz_target!(|data: &[u8]| {
     let mut param = vec![0u8; PARAM_LEN];
     let rest = input.rest();
     param[..rest.len().min(PARAM_LEN)].copy_from_slice(&rest[..rest.len().min(PARAM_LEN)]);
+    // No fuzzer bytes may name live memory: the kernel or the model would write through them.
+    for slot in param.chunks_exact_mut(8) {
+        let value = u64::from_le_bytes(slot.try_into().unwrap_or([0; 8]));
+        slot.copy_from_slice(&sim::never_live(value).to_le_bytes());
+    }
 
     let world = kind.is_sim().then(|| {
         let [profile, vm_type, stage, _] = negative.to_le_bytes();
@@ -112,6 +120,8 @@ fuzz_target!(|data: &[u8]| {
     let mut cmd: mem_enc_cmd = unsafe { core::mem::transmute(raw) };
     if mode & 1 != 0 {
         cmd.data = param.as_mut_ptr() as u64;
+    } else {
+        cmd.data = sim::never_live(cmd.data);
     }
     if let Some(w) = &world {
         if mode & 2 != 0 {

@@ -482,4 +482,27 @@ pub mod sim {
             raw | (1 << 63)
         }
     }
+
+    /// `raw` itself, unless it is an address of a page this process has mapped: then
+    /// [`faulting`]`(raw)`. For fuzzer bytes that reach the kernel or the model as addresses
+    /// (a raw `data`, the pointer fields inside a parameter struct): the model, like the
+    /// kernel, writes through them, and libFuzzer learns live addresses from its comparison
+    /// tracing (a CI run once handed the model an address in ASan's fake stack, and the
+    /// model's copy-back corrupted the fuzzer's own frame). Writes that start on an unmapped
+    /// page stop at once, so the first page decides. Only user-range values are asked about.
+    pub fn never_live(raw: u64) -> u64 {
+        // Below vm.mmap_min_addr's default, or outside the 47-bit user half: never mapped.
+        if !(0x1_0000..1 << 47).contains(&raw) {
+            return raw;
+        }
+        let mut resident = 0u8;
+        // SAFETY: mincore only asks whether the page is mapped (ENOMEM if not) and writes
+        // one byte for the one page into `resident`.
+        let r = unsafe { libc::mincore((raw & !0xfff) as *mut libc::c_void, 1, &mut resident) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM) {
+            raw
+        } else {
+            faulting(raw)
+        }
+    }
 }
