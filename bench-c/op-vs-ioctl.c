@@ -21,6 +21,7 @@
 #include <linux/kvm.h>
 
 #include "memenc.h"
+#include "bench-util.h"
 
 /* Allocation counting: this program's malloc family forwards to glibc's and counts calls
  * while `counting` is set. Rust's global allocator calls these same symbols. */
@@ -52,25 +53,6 @@ void *realloc(void *p, size_t n)
 void free(void *p)
 {
     __libc_free(p);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
 }
 
 int main(int argc, char **argv)
@@ -134,9 +116,9 @@ int main(int argc, char **argv)
     unsigned long total_calls = (unsigned long)rounds * (unsigned long)calls;
     printf("mem_enc_op vs raw ioctl on a real VM fd (both return %d: %s)\n", lib_ret, strerror(-lib_ret));
     printf("rounds %d x %d calls, interleaved\n", rounds, calls);
-    printf("raw ioctl   median %.1f ns/call\n", median(raw_ns, rounds));
-    printf("mem_enc_op  median %.1f ns/call\n", median(lib_ns, rounds));
-    printf("median ratio mem_enc_op/ioctl: %.3f (target <= 1.03)\n", median(ratio, rounds));
+    printf("raw ioctl   median %.1f ns/call\n", sort_median(raw_ns, rounds));
+    printf("mem_enc_op  median %.1f ns/call\n", sort_median(lib_ns, rounds));
+    printf("median ratio mem_enc_op/ioctl: %.3f (target <= 1.03)\n", sort_median(ratio, rounds));
     printf("heap allocations inside mem_enc_op: %lu in %lu calls (target 0)\n", allocations, total_calls);
     close(vm);
     close(kvm);

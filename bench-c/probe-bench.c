@@ -32,26 +32,14 @@
 #include <linux/kvm.h>
 
 #include "memenc.h"
+#include "bench-util.h"
 
 #define CHILD_FLAG "--first-probe-child"
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Sorts v and prints "median / min / max". */
 static void report(const char *what, double *v, int n, const char *unit, double scale)
 {
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    sort_median(v, n);
     printf("%-44s median %10.1f %s   (min %.1f, max %.1f, %d rounds)\n", what, v[n / 2] / scale,
            unit, v[0] / scale, v[n - 1] / scale, n);
 }
