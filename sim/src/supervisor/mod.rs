@@ -1,0 +1,1 @@
+//! The supervisor: seccomp user notification and ptrace below an unmodified program.
