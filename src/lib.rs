@@ -3,7 +3,7 @@
 //! (through this crate).
 //!
 //! Data flows one way: [`capi`] (C boundary) → [`op`] (dispatch) → [`vendor`] (command tables)
-//! → [`host`] (the only code that issues ioctls; real kernel or [`sim`]).
+//! → [`host`] (the only code that issues ioctls: libc's `ioctl()` or the VMM's own route).
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(clippy::missing_safety_doc)]
@@ -22,8 +22,6 @@ pub mod negotiate;
 /// cbindgen:ignore
 pub mod op;
 pub mod probe;
-/// cbindgen:ignore
-pub mod sim;
 pub mod trace;
 /// cbindgen:ignore
 pub mod uapi;
@@ -33,4 +31,5 @@ pub mod vendor;
 pub use abi::*;
 pub use errno::Errno;
 pub use op::{encryption_enabled, memory_encrypt_op};
+pub use host::{Host, cpu_vendor, set_host};
 pub use vendor::Vendor;

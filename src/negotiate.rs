@@ -1056,32 +1056,103 @@ mod tests {
         c
     }
 
-    /// A 6.1-style kernel with SEV (simulated sev@6.1): no VM types, no attributes, NULL probe
-    /// -EFAULT.
+    /// What the probe of a simulated sev@6.1 host reported (the model's answers, taken once).
     fn old_sev_kernel() -> mem_enc_caps {
-        crate::sim::probed("sev@6.1")
+        let mut c = mem_enc_caps {
+            size: size_of::<mem_enc_caps>() as u32,
+            vendor: 1,
+            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
+            vm_types: mem_enc_cap { status: 3, err: 0, value: 0x0 },
+            sev_vmsa_features: mem_enc_cap { status: 3, err: -6, value: 0x0 },
+            snp_policy_bits: mem_enc_cap { status: 3, err: -6, value: 0x0 },
+            snp_req_certs: mem_enc_cap { status: 3, err: -6, value: 0x0 },
+            sev_null_probe: mem_enc_cap { status: 1, err: -14, value: 0x1 },
+            tdx_supported_attrs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_supported_xfam: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_cpuid_configs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            guest_memfd: mem_enc_cap { status: 3, err: 0, value: 0x0 },
+            memory_attributes: mem_enc_cap { status: 3, err: 0, value: 0x0 },
+            ..Default::default()
+        };
+        c.summarize();
+        c
     }
 
-    /// A 6.11-style SNP host (simulated snp@6.11): VM types SEV/ES/SNP, VMSA features
-    /// DEBUG_SWAP, no policy attribute (the static mask, DEFAULTED).
+    /// What the probe of a simulated snp@6.11 host reported (the model's answers, taken once).
     fn snp_host_without_policy_attr() -> mem_enc_caps {
-        crate::sim::probed("snp@6.11")
+        let mut c = mem_enc_caps {
+            size: size_of::<mem_enc_caps>() as u32,
+            vendor: 1,
+            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
+            vm_types: mem_enc_cap { status: 1, err: 0, value: 0x1d },
+            sev_vmsa_features: mem_enc_cap { status: 1, err: 0, value: 0x20 },
+            snp_policy_bits: mem_enc_cap { status: 4, err: -6, value: 0x1bffff },
+            snp_req_certs: mem_enc_cap { status: 3, err: -6, value: 0x0 },
+            sev_null_probe: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            tdx_supported_attrs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_supported_xfam: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_cpuid_configs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            guest_memfd: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            memory_attributes: mem_enc_cap { status: 1, err: 0, value: 0x8 },
+            ..Default::default()
+        };
+        c.summarize();
+        c
     }
 
-    /// A newer SNP host that publishes its policy bits and has Secure TSC (simulated snp@6.18),
-    /// on firmware without CXL_ALLOW.
-    fn snp_host_with_policy_attr() -> mem_enc_caps {
-        mem_enc_caps {
-            snp_policy_bits: mem_enc_cap::known(
-                crate::sim::profile::SNP_POLICY_MASK_EXTENDED & !MEM_ENC_SNP_POLICY_CXL_ALLOW,
-            ),
-            ..crate::sim::probed("snp@6.18")
-        }
+    /// What the probe of a simulated snp@6.18 host reported (the model's answers, taken once).
+    fn snp_618_probe() -> mem_enc_caps {
+        let mut c = mem_enc_caps {
+            size: size_of::<mem_enc_caps>() as u32,
+            vendor: 1,
+            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
+            vm_types: mem_enc_cap { status: 1, err: 0, value: 0x1d },
+            sev_vmsa_features: mem_enc_cap { status: 1, err: 0, value: 0x220 },
+            snp_policy_bits: mem_enc_cap { status: 1, err: 0, value: 0x3fbffff },
+            snp_req_certs: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            sev_null_probe: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            tdx_supported_attrs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_supported_xfam: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_cpuid_configs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            guest_memfd: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            memory_attributes: mem_enc_cap { status: 1, err: 0, value: 0x8 },
+            ..Default::default()
+        };
+        c.summarize();
+        c
     }
 
-    /// A TDX host (simulated tdx@6.19): attributes SEPT_VE_DISABLE.
+    /// What the probe of a simulated tdx@6.19 host reported (the model's answers, taken once).
     fn tdx_host() -> mem_enc_caps {
-        crate::sim::probed("tdx@6.19")
+        let mut c = mem_enc_caps {
+            size: size_of::<mem_enc_caps>() as u32,
+            vendor: 2,
+            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
+            vm_types: mem_enc_cap { status: 1, err: 0, value: 0x21 },
+            sev_vmsa_features: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            snp_policy_bits: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            snp_req_certs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            sev_null_probe: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_supported_attrs: mem_enc_cap { status: 1, err: 0, value: 0x10000000 },
+            tdx_supported_xfam: mem_enc_cap { status: 1, err: 0, value: 0x61be7 },
+            tdx_cpuid_configs: mem_enc_cap { status: 1, err: 0, value: 0x5 },
+            guest_memfd: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            memory_attributes: mem_enc_cap { status: 1, err: 0, value: 0x8 },
+            ..Default::default()
+        };
+        c.summarize();
+        c
+    }
+
+    /// A newer SNP host that publishes its policy bits and has Secure TSC (simulated snp@6.18
+    /// as it was probed), on firmware without CXL_ALLOW.
+    fn snp_host_with_policy_attr() -> mem_enc_caps {
+        let mut c = mem_enc_caps {
+            snp_policy_bits: mem_enc_cap::known(0x3FB_FFFF & !MEM_ENC_SNP_POLICY_CXL_ALLOW),
+            ..snp_618_probe()
+        };
+        c.summarize();
+        c
     }
 
     fn nothing() -> mem_enc_caps {

@@ -411,7 +411,7 @@ pub fn probe_uncached(kvm: RawFd) -> Result<mem_enc_caps, Errno> {
         memory_attributes: capability(kvm, KVM_CAP_MEMORY_ATTRIBUTES),
         ..Default::default()
     };
-    if crate::sim::active() && crate::sim::vendor_of(kvm).is_some() {
+    if crate::host::simulated(kvm) {
         caps.features |= MEM_ENC_CAPS_SIMULATED;
     }
     probe_sev(kvm, vendor, &mut caps);
@@ -553,7 +553,7 @@ pub fn probe_fd(kvm: RawFd) -> Result<mem_enc_caps, Errno> {
     if kvm < 0 {
         return Err(Errno(libc::EBADF));
     }
-    if crate::sim::active() && crate::sim::vendor_of(kvm).is_some() {
+    if crate::host::simulated(kvm) {
         return probe_uncached(kvm);
     }
     let key = key_of(kvm)?;

@@ -5,51 +5,47 @@
 //! memenc probe --json          one JSON object on stdout
 //! memenc probe --nfd FILE      Kubernetes node-feature-discovery local feature file
 //!                              (FILE "-" writes the lines to stdout)
-//! memenc probe --sim PROFILE   probe memenc's simulated host instead of /dev/kvm (every
-//!                              output says SIMULATED)
-//! memenc profiles              list the simulated-host profiles
+//! memenc-sim run --profile P -- memenc probe
+//!                              the same on memenc-sim's simulated host (every output says
+//!                              SIMULATED: memenc-sim names its profile in MEMENC_SIM_PROFILE)
 //! memenc --help | --version
 //! ```
 //!
 //! Exit codes: 0 success; 1 the probe failed (e.g. /dev/kvm absent or not accessible);
-//! 2 usage error; 3 the --nfd file could not be written; 4 the --sim profile is not one of
-//! `memenc profiles`.
+//! 2 usage error; 3 the --nfd file could not be written.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use std::process::ExitCode;
 
 use memenc::negotiate::{self, describe_cap};
 use memenc::probe::*;
 
-const USAGE: &str = "usage: memenc probe [--json] [--nfd FILE|-] [--sim PROFILE]
-       memenc profiles
+const USAGE: &str = "usage: memenc probe [--json] [--nfd FILE|-]
        memenc --help | --version
 
   probe           report what this host's KVM supports for SEV, SEV-ES, SEV-SNP and TDX
   --json          print one JSON object instead of the report
   --nfd FILE      write a node-feature-discovery local feature file (\"-\": stdout)
-  --sim PROFILE   probe memenc's simulated host with this profile instead of /dev/kvm
-  profiles        list the simulated-host profiles --sim accepts
 
-exit: 0 ok, 1 probe failed, 2 usage error, 3 --nfd file not written, 4 unknown --sim profile";
+Under memenc-sim (memenc-sim run --profile P -- memenc probe) the report is the simulated
+host's, and says so.
+
+exit: 0 ok, 1 probe failed, 2 usage error, 3 --nfd file not written";
 
 const EXIT_PROBE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_WRITE: u8 = 3;
-const EXIT_NO_SIM: u8 = 4;
 
 #[derive(Default)]
 struct Options {
     json: bool,
     nfd: Option<String>,
-    sim: Option<String>,
 }
 
 enum Command {
     Probe(Options),
-    Profiles,
     Help,
     Version,
 }
@@ -60,12 +56,6 @@ fn parse(args: &[String]) -> Result<Command, String> {
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("-V" | "--version") => return Ok(Command::Version),
         Some("probe") => {}
-        Some("profiles") => {
-            return match it.next() {
-                None => Ok(Command::Profiles),
-                Some(extra) => Err(format!("unexpected argument '{extra}'")),
-            };
-        }
         Some(other) => return Err(format!("unknown command '{other}'")),
         None => return Err("missing command".into()),
     }
@@ -79,41 +69,11 @@ fn parse(args: &[String]) -> Result<Command, String> {
         match arg.as_str() {
             "--json" => o.json = true,
             "--nfd" => o.nfd = Some(value("--nfd")?),
-            "--sim" => o.sim = Some(value("--sim")?),
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown option '{other}'")),
         }
     }
     Ok(Command::Probe(o))
-}
-
-/// The simulated-host profile names, one per line.
-fn profiles() -> String {
-    memenc::sim::profile_names()
-        .map(|name| name.to_string_lossy() + "\n")
-        .collect()
-}
-
-/// Probes a simulated `/dev/kvm` of `profile`; its descriptor is closed again.
-fn probe_sim(profile: &str) -> Result<mem_enc_caps, (u8, String)> {
-    let fd = memenc::sim::kvm_open(profile).map_err(|_| {
-        let known: Vec<String> = profiles().lines().map(str::to_owned).collect();
-        (
-            EXIT_NO_SIM,
-            format!(
-                "--sim {profile}: this simulated-host profile is not available (profiles: {})",
-                known.join(", ")
-            ),
-        )
-    })?;
-    // SAFETY: kvm_open returned a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    probe_uncached(fd.as_raw_fd()).map_err(|e| {
-        (
-            EXIT_PROBE,
-            format!("probing the simulated host failed: {e}"),
-        )
-    })
 }
 
 /// Every probed fact, in report order: (JSON/label key, human label, fact).
@@ -392,13 +352,15 @@ fn write_atomically(path: &str, text: &str) -> std::io::Result<()> {
 }
 
 fn run(o: &Options) -> Result<(), (u8, String)> {
-    let (caps, source) = match &o.sim {
-        Some(profile) => (probe_sim(profile)?, format!("SIMULATED host '{profile}'")),
-        None => {
-            let caps = probe_default()
-                .map_err(|e| (EXIT_PROBE, format!("probing /dev/kvm failed: {e}")))?;
-            (caps, "/dev/kvm".to_string())
+    let mut caps =
+        probe_default().map_err(|e| (EXIT_PROBE, format!("probing /dev/kvm failed: {e}")))?;
+    // memenc-sim says which profile answers; the library cannot tell a model from a kernel.
+    let source = match std::env::var("MEMENC_SIM_PROFILE") {
+        Ok(profile) => {
+            caps.features |= MEM_ENC_CAPS_SIMULATED;
+            format!("SIMULATED host '{profile}' (memenc-sim)")
         }
+        Err(_) => "/dev/kvm".to_string(),
     };
     let mut stdout = std::io::stdout().lock();
     let print = |out: &mut std::io::StdoutLock, text: &str| {
@@ -429,10 +391,6 @@ fn main() -> ExitCode {
             println!("memenc {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Profiles) => {
-            print!("{}", profiles());
-            ExitCode::SUCCESS
-        }
         Ok(Command::Probe(o)) => match run(&o) {
             Ok(()) => ExitCode::SUCCESS,
             Err((code, msg)) => {
@@ -455,10 +413,26 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
-    /// A 6.11-style SNP host: the simulated snp@6.11's probe (VM types SEV/ES/SNP, VMSA features
-    /// DEBUG_SWAP, the static policy mask as DEFAULTED).
+    /// What the probe of a simulated snp@6.11 host reported (the model's answers, taken once).
     fn host() -> mem_enc_caps {
-        probe_sim("snp@6.11").unwrap()
+        let mut c = mem_enc_caps {
+            size: size_of::<mem_enc_caps>() as u32,
+            vendor: 1,
+            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
+            vm_types: mem_enc_cap { status: 1, err: 0, value: 0x1d },
+            sev_vmsa_features: mem_enc_cap { status: 1, err: 0, value: 0x20 },
+            snp_policy_bits: mem_enc_cap { status: 4, err: -6, value: 0x1bffff },
+            snp_req_certs: mem_enc_cap { status: 3, err: -6, value: 0x0 },
+            sev_null_probe: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            tdx_supported_attrs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_supported_xfam: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            tdx_cpuid_configs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
+            guest_memfd: mem_enc_cap { status: 1, err: 0, value: 0x1 },
+            memory_attributes: mem_enc_cap { status: 1, err: 0, value: 0x8 },
+            ..Default::default()
+        };
+        c.summarize();
+        c
     }
 
     #[test]
@@ -468,55 +442,13 @@ mod tests {
         assert!(parse(&args(&["probe", "--nfd"])).is_err());
         assert!(parse(&args(&["probe", "--bogus"])).is_err());
         assert!(matches!(parse(&args(&["--help"])), Ok(Command::Help)));
-        match parse(&args(&["probe", "--json", "--nfd", "x", "--sim", "snp"])) {
+        assert!(parse(&args(&["probe", "--sim", "snp"])).is_err());
+        match parse(&args(&["probe", "--json", "--nfd", "x"])) {
             Ok(Command::Probe(o)) => {
                 assert!(o.json);
                 assert_eq!(o.nfd.as_deref(), Some("x"));
-                assert_eq!(o.sim.as_deref(), Some("snp"));
             }
             _ => panic!("not parsed"),
-        }
-    }
-
-    #[test]
-    fn unknown_sim_profile_is_reported_unavailable() {
-        let o = Options {
-            sim: Some("snp".into()),
-            ..Default::default()
-        };
-        let (code, msg) = run(&o).unwrap_err();
-        assert_eq!(code, EXIT_NO_SIM);
-        assert!(msg.contains("not available"), "{msg}");
-        assert!(msg.contains("snp@6.18"), "lists the profiles: {msg}");
-    }
-
-    #[test]
-    fn sim_probes_the_simulated_host_and_says_so() {
-        let caps = probe_sim("snp@6.18").unwrap();
-        assert_ne!(caps.features & MEM_ENC_CAPS_SIMULATED, 0);
-        assert_ne!(caps.features & MEM_ENC_CAPS_SNP, 0);
-        assert_eq!(caps.vm_types.value, 0x1d);
-        let text = human(&caps, "SIMULATED host 'snp@6.18'");
-        assert!(text.contains("SIMULATED HOST"), "{text}");
-        assert!(json(&caps).contains("\"simulated\":true"));
-        assert!(nfd(&caps).lines().any(|l| l == "memenc.simulated=true"));
-        let tdx = probe_sim("tdx@6.19").unwrap();
-        assert_ne!(tdx.features & MEM_ENC_CAPS_TDX, 0);
-        assert_eq!(tdx.vendor, memenc::MEM_ENC_VENDOR_TDX);
-    }
-
-    #[test]
-    fn profiles_are_listed() {
-        assert!(matches!(parse(&args(&["profiles"])), Ok(Command::Profiles)));
-        assert!(parse(&args(&["profiles", "x"])).is_err());
-        let list = profiles();
-        let names: Vec<&str> = list.lines().collect();
-        assert_eq!(names.first(), Some(&"none"));
-        for name in ["sev@6.1", "snp@6.11", "snp@6.18", "tdx@6.16", "tdx@6.19"] {
-            assert!(names.contains(&name), "{name} missing in {names:?}");
-        }
-        for name in names {
-            assert!(probe_sim(name).is_ok(), "{name} probes");
         }
     }
 

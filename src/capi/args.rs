@@ -11,7 +11,6 @@ use std::os::fd::BorrowedFd;
 use crate::errno::Errno;
 use crate::fwerr::{self, Stage};
 use crate::helpers::{Error, Result};
-use crate::host;
 use crate::vendor::Vendor;
 
 /// The largest argument-struct size accepted (a page, as the kernel's `copy_struct_from_user`
@@ -52,21 +51,6 @@ pub(crate) unsafe fn copy_struct_from_user<T: ArgsStruct>(
         // ARGS_SIZE_MAX first), which the caller guarantees are readable.
         unsafe { ptr::copy_nonoverlapping(bytes.add(offset), out.as_mut_ptr(), out.len()) };
         Ok(())
-    })
-}
-
-/// [`copy_struct_from_user`] for exports that model the kernel (the simulated host's): the
-/// bytes are read with [`host::read_user`], so an unreadable `src` is `-EFAULT`, not a crash.
-pub(crate) fn copy_struct_from_user_fault_safe<T: ArgsStruct>(
-    src: *const T,
-    size: usize,
-) -> core::result::Result<T, Errno> {
-    if src.is_null() {
-        return Err(Errno(libc::EFAULT));
-    }
-    let addr = src as u64;
-    read_struct(size, |offset, out| {
-        host::read_user(addr.wrapping_add(offset as u64), out).ok_or(Errno(libc::EFAULT))
     })
 }
 

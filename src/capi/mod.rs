@@ -8,7 +8,6 @@ pub mod mem;
 pub mod op;
 pub mod probe;
 pub mod sev;
-pub mod sim;
 pub mod snp;
 pub mod tdx;
 pub mod trace;

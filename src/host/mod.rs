@@ -1,84 +1,70 @@
-//! The host layer: the only code in memenc that issues ioctls or touches caller memory on the
-//! kernel's behalf. A descriptor the simulated host created goes to the model in
-//! [`crate::sim`]; every other descriptor goes to the real kernel. Above this layer, the real
-//! and simulated paths are the same code.
+//! The host layer: the only code in memenc that issues ioctls. Every ioctl goes through libc's
+//! `ioctl()`, or through the [`Host`] a VMM installed once with [`set_host`] (QEMU routes its
+//! calls through its own `kvm_vm_ioctl()`; a test installs an in-process model). memenc never
+//! looks at what a descriptor is.
 
 use std::os::fd::RawFd;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::errno::Errno;
 use crate::vendor::Vendor;
 
+/// Where memenc's ioctls go, when not to libc's `ioctl()`.
+pub trait Host: Sync {
+    /// Issues `ioctl(fd, request, arg)`; the non-negative result or the errno.
+    ///
+    /// # Safety
+    /// When `request` takes a pointer, `arg` is valid for what the kernel reads and writes
+    /// through it, exactly as for a raw `ioctl()`.
+    unsafe fn ioctl(&self, fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno>;
+
+    /// The command numbering `fd` speaks, where this host knows better than the machine's
+    /// kernel (a model of another vendor's host); `None`: ask the kernel.
+    fn vendor(&self, fd: RawFd) -> Option<Vendor> {
+        let _ = fd;
+        None
+    }
+
+    /// Whether this is a model of a host rather than the kernel (the probe says so and does
+    /// not cache its answers).
+    fn simulated(&self, fd: RawFd) -> bool {
+        let _ = fd;
+        false
+    }
+}
+
+static HOST: OnceLock<&'static dyn Host> = OnceLock::new();
+
+/// Installs the process's ioctl route, once: -EBUSY if one is installed already.
+pub fn set_host(host: &'static dyn Host) -> Result<(), Errno> {
+    HOST.set(host).map_err(|_| Errno(libc::EBUSY))
+}
+
+/// Whether the installed [`Host`] models `fd`'s host.
+pub fn simulated(fd: RawFd) -> bool {
+    HOST.get().is_some_and(|h| h.simulated(fd))
+}
+
+/// Whether `host` is the installed route.
+pub fn installed_is(host: &'static dyn Host) -> bool {
+    HOST.get().is_some_and(|h| core::ptr::addr_eq(*h as *const dyn Host, host as *const dyn Host))
+}
+
 /// Issues `ioctl(fd, request, arg)`, `arg` being a pointer or an immediate as the request
 /// defines. Returns the ioctl's non-negative result or its errno.
-///
-/// Inlined into its callers, with the system call issued in place (see [`sys_ioctl`]), so that
-/// `mem_enc_op`'s common path makes no call that has to return across the system call.
 ///
 /// # Safety
 /// When `request` takes a pointer, `arg` must be valid for what the kernel reads and writes
 /// through it, exactly as for a raw `ioctl()`.
-#[inline(always)]
+#[inline]
 pub unsafe fn ioctl(fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno> {
-    if crate::sim::active() {
-        // SAFETY: the caller upholds this function's contract, which is the model's too.
-        if let Some(result) = unsafe { crate::sim::ioctl(fd, request, arg) } {
-            return result;
-        }
+    if let Some(host) = HOST.get() {
+        // SAFETY: the caller upholds this function's contract, which is the host's too.
+        return unsafe { host.ioctl(fd, request, arg) };
     }
     // SAFETY: the caller guarantees `arg` is what `request` expects; an ioctl on a descriptor
     // that is not open fails with EBADF and touches no memory.
-    unsafe { sys_ioctl(fd, request, arg) }
-}
-
-/// The `ioctl` system call itself, issued inline rather than through libc's wrapper.
-///
-/// Why: where the return-stack buffer does not survive a system call (seen on the development
-/// machine, an AMD guest with Spectre v2 RSB filling; `perf annotate` puts the cost on the
-/// instruction after each such return), every return to a frame entered before the system call
-/// mispredicts. Through libc, `mem_enc_op` paid for three of those per command (libc's `ioctl`,
-/// the dispatcher, `mem_enc_op` itself); inline, only the one every caller of a raw `ioctl()`
-/// pays too. The errno comes back in the return value; the thread's `errno` is not touched
-/// (memenc reports errors as return values only).
-///
-/// # Safety
-/// As [`ioctl`].
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn sys_ioctl(fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno> {
-    let ret: i64;
-    // SAFETY: the x86_64 Linux system-call ABI: number in rax, arguments in rdi, rsi, rdx; the
-    // kernel clobbers rcx and r11 and returns in rax. It may read and write memory through
-    // `arg` (the caller's contract), so the asm is not marked pure or memory-free; it does not
-    // touch our stack.
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") libc::SYS_ioctl => ret,
-            in("rdi") i64::from(fd),
-            in("rsi") request,
-            in("rdx") arg,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    // The kernel returns -4095..-1 for errors, anything else is the ioctl's result.
-    if (-4095..0).contains(&ret) {
-        Err(Errno(-ret as i32))
-    } else {
-        Ok(ret as i32)
-    }
-}
-
-/// Elsewhere, libc's wrapper (memenc's confidential-guest vendors are all x86_64).
-///
-/// # Safety
-/// As [`ioctl`].
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-unsafe fn sys_ioctl(fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno> {
-    // SAFETY: as for the x86_64 version: the caller's contract covers `arg`.
     let ret = unsafe { libc::ioctl(fd, request as libc::Ioctl, arg as libc::c_ulong) };
     if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
 }
@@ -93,16 +79,60 @@ pub fn null_probe(fd: RawFd) -> Result<i32, Errno> {
     unsafe { ioctl(fd, crate::uapi::KVM_MEMORY_ENCRYPT_OP, 0) }
 }
 
-/// The vendor whose command numbering `fd` speaks: the simulated host's profile for its own
-/// descriptors, otherwise this CPU's vendor.
+/// The vendor whose command numbering `fd` speaks: the installed [`Host`]'s word where it
+/// has one, else this host's, read once (see [`host_vendor`]).
 #[inline]
 pub fn vendor_of(fd: RawFd) -> Vendor {
-    if crate::sim::active() {
-        if let Some(vendor) = crate::sim::vendor_of(fd) {
-            return vendor;
-        }
+    if let Some(vendor) = HOST.get().and_then(|h| h.vendor(fd)) {
+        return vendor;
     }
-    cpu_vendor()
+    host_vendor(fd)
+}
+
+/// This host's vendor, read once per process: what KVM reports first (`KVM_CAP_VM_TYPES` on
+/// `fd`: TDX VMs mean Intel's numbering, SEV ones AMD's), so a simulated host of either vendor
+/// is believed on any machine; else the CPU's ([`cpu_vendor`]).
+fn host_vendor(fd: RawFd) -> Vendor {
+    static CACHE: AtomicU8 = AtomicU8::new(0);
+    if let Some(v) = decode_vendor(CACHE.load(Ordering::Relaxed)) {
+        return v;
+    }
+    let cap = crate::uapi::KVM_CAP_VM_TYPES;
+    // SAFETY: KVM_CHECK_EXTENSION takes an immediate.
+    let types = unsafe { ioctl(fd, crate::uapi::KVM_CHECK_EXTENSION, cap) }.map_or(0, |t| t as u32);
+    let vendor = vendor_from_vm_types(u64::from(types)).unwrap_or_else(cpu_vendor);
+    CACHE.store(encode_vendor(vendor), Ordering::Relaxed);
+    vendor
+}
+
+/// The vendor a `KVM_CAP_VM_TYPES` mask implies, if any.
+pub fn vendor_from_vm_types(types: u64) -> Option<Vendor> {
+    use crate::uapi::{KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM};
+    let bit = |t: u32| 1u64 << t;
+    if types & bit(KVM_X86_TDX_VM) != 0 {
+        Some(Vendor::Tdx)
+    } else if types & (bit(KVM_X86_SEV_VM) | bit(KVM_X86_SEV_ES_VM) | bit(KVM_X86_SNP_VM)) != 0 {
+        Some(Vendor::Sev)
+    } else {
+        None
+    }
+}
+
+fn decode_vendor(code: u8) -> Option<Vendor> {
+    match code {
+        1 => Some(Vendor::None),
+        2 => Some(Vendor::Sev),
+        3 => Some(Vendor::Tdx),
+        _ => None,
+    }
+}
+
+fn encode_vendor(vendor: Vendor) -> u8 {
+    match vendor {
+        Vendor::None => 1,
+        Vendor::Sev => 2,
+        Vendor::Tdx => 3,
+    }
 }
 
 /// This CPU's vendor, read once: the kernel's `vendor_id` in /proc/cpuinfo, or CPUID leaf 0
@@ -111,21 +141,12 @@ pub fn vendor_of(fd: RawFd) -> Vendor {
 #[inline]
 pub fn cpu_vendor() -> Vendor {
     static CACHE: AtomicU8 = AtomicU8::new(0);
-    match CACHE.load(Ordering::Relaxed) {
-        1 => Vendor::None,
-        2 => Vendor::Sev,
-        3 => Vendor::Tdx,
-        _ => {
-            let vendor = proc_cpuinfo_vendor().unwrap_or_else(read_cpu_vendor);
-            let code = match vendor {
-                Vendor::None => 1,
-                Vendor::Sev => 2,
-                Vendor::Tdx => 3,
-            };
-            CACHE.store(code, Ordering::Relaxed);
-            vendor
-        }
+    if let Some(v) = decode_vendor(CACHE.load(Ordering::Relaxed)) {
+        return v;
     }
+    let vendor = proc_cpuinfo_vendor().unwrap_or_else(read_cpu_vendor);
+    CACHE.store(encode_vendor(vendor), Ordering::Relaxed);
+    vendor
 }
 
 /// `vendor_id` from /proc/cpuinfo, read into a stack buffer (no allocation: this runs inside the

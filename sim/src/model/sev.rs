@@ -14,8 +14,8 @@ use super::profile::{Profile, SVM_SEV_FEAT_SECURE_TSC, SVM_SEV_FEAT_SNP_ACTIVE, 
 use super::registry;
 use super::user::{self, Envelope};
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Vm};
-use crate::errno::Errno;
-use crate::uapi::{self, SEV_FW_BLOB_MAX_SIZE, sev_id as id};
+use memenc::Errno;
+use memenc::uapi::{self, SEV_FW_BLOB_MAX_SIZE, sev_id as id};
 use sha2::{Digest, Sha384};
 
 fn err<T>(e: i32) -> Result<T, Errno> {
@@ -396,7 +396,7 @@ fn pin(sev: &State, uaddr: u64, len: u64) -> Result<u64, Errno> {
     }
     let mut probe = [0u8; 1];
     for addr in [uaddr, end - 1] {
-        if crate::host::read_user(addr, &mut probe).is_none() {
+        if super::target::read_user(addr, &mut probe).is_none() {
             return err(libc::ENOMEM);
         }
     }

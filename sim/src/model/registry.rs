@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::profile::Profile;
 use super::vm::Vm;
-use crate::errno::Errno;
+use memenc::Errno;
 
 /// One VM's state; every descriptor of the VM (VM, vCPU, guest_memfd) holds it, as the kernel's
 /// file references hold `struct kvm`.
@@ -311,19 +311,19 @@ mod tests {
     /// registry never saw before the original closed, and goes away with the last one.
     #[test]
     fn an_object_lives_while_any_descriptor_of_its_file_is_open() {
-        let fd = crate::sim::vm_create("none", 0).unwrap();
+        let fd = crate::model::vm_create("none", 0).unwrap();
         let weak = Arc::downgrade(&vm_of(fd));
         // SAFETY: dup creates a descriptor, closed below.
         let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
         assert!(dup >= 0);
         close(fd);
         // A new descriptor makes the registry look at closed numbers (sweep).
-        let other = crate::sim::kvm_open("none").unwrap();
+        let other = crate::model::kvm_open("none").unwrap();
         assert!(weak.upgrade().is_some(), "the dup keeps the VM");
         assert!(Arc::ptr_eq(&vm_of(dup), &weak.upgrade().unwrap()));
         close(dup);
         close(other);
-        let third = crate::sim::kvm_open("none").unwrap();
+        let third = crate::model::kvm_open("none").unwrap();
         assert!(
             weak.upgrade().is_none(),
             "the last descriptor closed: the VM is gone"
@@ -335,10 +335,10 @@ mod tests {
     /// recognised.
     #[test]
     fn closing_the_only_descriptor_ends_the_vm() {
-        let fd = crate::sim::vm_create("none", 0).unwrap();
+        let fd = crate::model::vm_create("none", 0).unwrap();
         let weak = Arc::downgrade(&vm_of(fd));
         close(fd);
-        let other = crate::sim::kvm_open("none").unwrap();
+        let other = crate::model::kvm_open("none").unwrap();
         assert!(weak.upgrade().is_none());
         close(other);
     }

@@ -8,8 +8,8 @@ use super::measure::{Mrtd, TdxPageStream};
 use super::profile::{CpuidConfig, TdxCaps};
 use super::user::{self, Envelope};
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Vm};
-use crate::errno::Errno;
-use crate::uapi::{
+use memenc::Errno;
+use memenc::uapi::{
     self, KVM_MAX_CPUID_ENTRIES, KVM_TDX_MEASURE_MEMORY_REGION, kvm_cpuid_entry2,
     kvm_cpuid2_header, tdx_id as id,
 };

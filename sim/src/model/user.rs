@@ -1,13 +1,13 @@
-//! Caller memory as the model sees it: every byte goes through [`crate::host::read_user`] and
+//! Caller memory as the model sees it: every byte goes through [`super::target::read_user`] and
 //! [`crate::host::write_user`], so a bad address is `-EFAULT` exactly where the kernel's
 //! `copy_from_user`/`copy_to_user` would fail, never a crash.
 
 use core::mem::{MaybeUninit, size_of};
 
 use super::page_hash;
-use crate::errno::Errno;
-use crate::host;
-use crate::uapi;
+use memenc::Errno;
+use super::target as host;
+use memenc::uapi;
 
 /// Plain kernel structs: every bit pattern is a valid value and there are no implicit padding
 /// bytes (kvm-bindings and `crate::uapi` spell every pad out), so they can be copied as bytes.

@@ -11,9 +11,9 @@ use super::registry::{self, Object, VmRef};
 use super::user;
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Slot, Vcpu, Vm};
 use super::{sev, tdx};
-use crate::errno::Errno;
-use crate::uapi::*;
-use crate::vendor::Vendor;
+use memenc::Errno;
+use memenc::uapi::*;
+use memenc::Vendor;
 
 fn err<T>(e: i32) -> Result<T, Errno> {
     Err(Errno(e))
@@ -440,7 +440,7 @@ pub fn vcpu_ioctl(this: &VmRef, index: usize, request: u64, arg: u64) -> Result<
             Backend::Tdx if vm.vm_type == KVM_X86_TDX_VM => tdx::vcpu_op(&mut vm, index, arg),
             Backend::Tdx => err(libc::EINVAL),
             // A host without a backend answers as its CPU's KVM module does.
-            Backend::None if crate::host::cpu_vendor() == Vendor::Tdx => err(libc::EINVAL),
+            Backend::None if memenc::cpu_vendor() == Vendor::Tdx => err(libc::EINVAL),
             Backend::None | Backend::Sev => err(libc::ENOTTY),
         },
         // kvm_arch_vcpu_ioctl's default.

@@ -2,7 +2,7 @@
 //! firmware can (a pending signal, entropy exhaustion, a busy module, a firmware status, or a
 //! partial-progress return), so callers' retry and continue paths can be exercised.
 
-use crate::errno::Errno;
+use memenc::Errno;
 
 /// A fault's `cmd_id` that matches every sub-command.
 pub const ANY_CMD: u32 = u32::MAX;

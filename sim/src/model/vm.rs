@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::fault::Faults;
 use super::profile::Profile;
 use super::{sev, tdx};
-use crate::errno::Errno;
+use memenc::Errno;
 
 pub const PAGE_SIZE: u64 = 4096;
 pub const PAGE_SHIFT: u32 = 12;

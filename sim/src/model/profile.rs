@@ -2,7 +2,7 @@
 //! answers. Every difference between kernel versions the model knows is a field here, so the
 //! handlers read the profile and never compare version numbers.
 
-use crate::uapi::{
+use memenc::uapi::{
     GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM,
     KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM,
 };
