@@ -57,8 +57,8 @@ pub fn kvm_open(profile: &str) -> Result<RawFd, Errno> {
 }
 
 /// A simulated VM of `vm_type` on a host of `profile` (KVM_CREATE_VM semantics).
-pub fn vm_create(profile: &str, vm_type: u32) -> Result<RawFd, Errno> {
-    installed(|| model::vm_create(profile, u64::from(vm_type)))
+pub fn vm_create(profile: &str, vm_type: u64) -> Result<RawFd, Errno> {
+    installed(|| model::vm_create(profile, vm_type))
 }
 
 /// KVM_CREATE_VCPU on a simulated VM (-EBADF when `vm_fd` is not one).

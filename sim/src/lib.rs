@@ -6,6 +6,8 @@
 //!   model below the system-call boundary of an unmodified program.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+#[doc(hidden)]
+pub mod compat;
 pub mod inprocess;
 pub mod model;
 pub mod supervisor;

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::os::fd::{BorrowedFd, RawFd};
 
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::uapi::*;
 use memenc::{Errno, mem_enc_cmd};
 

@@ -10,7 +10,7 @@ use std::ptr::null;
 
 use memenc::capi::probe::*;
 use memenc::capi::sev::*;
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::capi::vm::*;
 use memenc::negotiate::*;
 use memenc::probe::*;

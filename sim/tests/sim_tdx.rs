@@ -4,7 +4,7 @@
 
 mod sim_util;
 
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::uapi::{tdx_id as id, *};
 use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY, MEM_ENC_TDX_MEASURE_MEMORY_REGION};
 use sha2::{Digest, Sha384};

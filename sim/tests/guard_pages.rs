@@ -601,7 +601,7 @@ mod sim_util;
 use memenc::capi::fwerr::*;
 use memenc::capi::mem::*;
 use memenc::capi::sev::*;
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use sim_util::{Fd, Mem, gpaw48, new_vm, sev_dev, td_init_args, vcpu};
@@ -1423,7 +1423,7 @@ fn sim_exports_and_fw_describe_against_guard_pages() {
     for name in ["none", "tdx@6.19"] {
         let mut s = name.as_bytes().to_vec();
         s.push(0);
-        type Open = unsafe extern "C" fn(*const core::ffi::c_char) -> i32;
+        type Open = unsafe fn(*const core::ffi::c_char) -> i32;
         let opens: [(&str, Open); 2] = [
             ("sim_kvm_open", mem_enc_sim_kvm_open),
             ("sim_vm_create", mem_enc_sim_vm_create),

@@ -5,7 +5,7 @@
 mod sim_util;
 
 use hmac::{KeyInit, Mac};
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::uapi::{sev_id as id, *};
 use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY};
 use sha2::{Digest, Sha256, Sha384};

@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 use memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION;
 use memenc::capi::fwerr::*;
 use memenc::capi::mem::*;
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::capi::tdx::*;
 use memenc::capi::vm::*;
 use sha2::{Digest, Sha384};

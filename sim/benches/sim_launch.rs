@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput};
 use memenc::capi::mem::*;
 use memenc::capi::sev::*;
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc::negotiate::*;
-use memenc::sim::measure::{TDX_MEASURED_PAGE_STREAM, TdxPageStream};
-use memenc::sim::page_hash;
+use memenc_sim::model::measure::{TDX_MEASURED_PAGE_STREAM, TdxPageStream};
+use memenc_sim::model::page_hash;
 use memenc::trace::mem_enc_trace_event;
 use sha2::{Digest, Sha384};
 
@@ -86,7 +86,7 @@ pub unsafe extern "C" fn process_vm_readv(
     }
     if SAMPLE.load(Ordering::Relaxed) && SAMPLED.fetch_add(1, Ordering::Relaxed) < 64 {
         let stack = std::backtrace::Backtrace::force_capture().to_string();
-        if stack.contains("memenc::sim::") {
+        if stack.contains("memenc_sim::model::") {
             SAMPLED_IN_SIM.fetch_add(1, Ordering::Relaxed);
         }
     }

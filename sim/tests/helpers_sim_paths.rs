@@ -7,7 +7,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use memenc::Errno;
 use memenc::fwerr::Stage;
 use memenc::helpers::{sev, snp};
-use memenc::sim;
+use memenc_sim::inprocess as sim;
 
 const PAGE: usize = 4096;
 

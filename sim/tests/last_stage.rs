@@ -11,7 +11,7 @@ use memenc::capi::fwerr::*;
 use memenc::capi::mem::*;
 use memenc::capi::op::*;
 use memenc::capi::probe::*;
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::capi::vm::*;
 use memenc::negotiate::*;
 use memenc::probe::mem_enc_caps;
