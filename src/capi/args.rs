@@ -460,52 +460,6 @@ mod tests {
     }
 
     #[test]
-    fn fault_safe_reads_follow_the_same_rules() {
-        let raw = [7u8; 16];
-        let read = |p: *const T2, size| copy_struct_from_user_fault_safe::<T2>(p, size);
-        let direct = |size| {
-            // SAFETY: 16 readable bytes and size <= 16 here.
-            unsafe { copy_struct_from_user::<T2>(raw.as_ptr().cast(), size) }
-        };
-        for size in [0, 7, 8, 10, 16] {
-            assert_eq!(read(raw.as_ptr().cast(), size), direct(size), "size {size}");
-        }
-        assert_eq!(read(ptr::null(), 16), Err(Errno(libc::EFAULT)));
-        // Unreadable memory is EFAULT, in the prefix and in the tail.
-        assert_eq!(read(ptr::dangling(), 16), Err(Errno(libc::EFAULT)));
-        // SAFETY: a fresh anonymous mapping of two pages, the second made inaccessible.
-        let page = unsafe {
-            let p = libc::mmap(
-                ptr::null_mut(),
-                8192,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            assert_eq!(
-                libc::mprotect(p.cast::<u8>().add(4096).cast(), 4096, libc::PROT_NONE),
-                0
-            );
-            p.cast::<u8>()
-        };
-        // SAFETY: 16 bytes before the guard page, inside the mapping.
-        let last = unsafe { page.add(4096 - 16) }.cast::<T2>();
-        assert!(read(last, 16).is_ok());
-        assert_eq!(
-            read(last, 32),
-            Err(Errno(libc::EFAULT)),
-            "tail in the guard page"
-        );
-        // SAFETY: unmaps the mapping made above.
-        assert_eq!(unsafe { libc::munmap(page.cast(), 8192) }, 0);
-        assert_eq!(read(raw.as_ptr().cast(), 4097), Err(Errno(libc::E2BIG)));
-    }
-
-    /// The probe's growing struct: a round trip through a larger caller struct, and the prefix
-    /// an older (smaller) caller struct sees.
-    #[test]
     fn caps_round_trip_and_prefix() {
         use crate::probe::{mem_enc_cap, mem_enc_caps};
         let caps = mem_enc_caps {
