@@ -3,21 +3,18 @@
  * What the three launch examples (sev-launch.c, snp-launch.c, tdx-launch.c) share, written
  * the way a VMM's host layer would be:
  *
- *  - the command line: --sim PROFILE (memenc's simulated host), --auto (the real host when it
- *    has the technology, else the newest simulated profile that has it), --trace,
- *    --inject-fw-status ID:STATUS (simulated host: one firmware call fails, to show how a
- *    failure is reported);
+ *  - the command line: --trace;
  *  - host selection: probe (mem_enc_probe), negotiate (mem_enc_negotiate_launch), and the
- *    first line of output, "host: real (...)" or "host: SIMULATED (profile ...)";
- *  - the VM plumbing (mem_enc_vm_create, mem_enc_vcpu_create, ...), one path for the real and
- *    the simulated host; what differs is only opening /dev/kvm and /dev/sev, and reading the
- *    launch digest (the simulated host shows it, a real one does not);
+ *    first line of output, "host: real (...)", or "host: SIMULATED (profile ...)" when
+ *    memenc-sim runs the program (it names its profile in MEMENC_SIM_PROFILE; nothing else in
+ *    the program knows or cares: it opens /dev/kvm and /dev/sev as on real hardware);
+ *  - the VM plumbing (KVM_CREATE_VM, KVM_CREATE_VCPU, guest_memfd, memslots, attributes);
  *  - error reports: errno sentence (mem_enc_strerror), firmware status (mem_enc_fw_describe)
  *    and the stage that refused the call (mem_enc_last_stage); exit 1;
  *  - guest memory: a deterministic image, and guest_memfd-backed private memory.
  *
  * Exit codes of the examples: 0 launched, 1 a call failed, 2 usage error, 77 this host lacks
- * the technology (and neither --sim nor --auto was given).
+ * the technology (run it under memenc-sim to launch on a simulated host).
  */
 #ifndef MEMENC_LAUNCH_COMMON_H
 #define MEMENC_LAUNCH_COMMON_H
@@ -81,8 +78,7 @@ static inline void launch_die_helper(const char *what, int ret, uint32_t vendor,
     exit(LAUNCH_EXIT_FAILED);
 }
 
-/* A failed call that does not set the stage (open, a mem_enc_sim_* or negotiation
- * function): there is no firmware status or stage to report. */
+/* A failed call that does not set the stage (open, a negotiation function): there is no firmware status or stage to report. */
 static inline void launch_die(const char *what, int ret)
 {
     fprintf(stderr, "%s: %s failed: %d (%s): %s\n", launch_prog, what, ret,
@@ -123,28 +119,17 @@ static inline void launch_trace(void *userdata, const struct mem_enc_trace_event
 /* ---- command line ---------------------------------------------------------------------- */
 
 struct launch_args {
-    const char *sim_profile; /* --sim PROFILE, or NULL */
-    int auto_fallback;       /* --auto */
-    const char *type;        /* --type NAME (sev-launch only), or NULL */
-    const char *inject;      /* --inject-fw-status ID:STATUS (simulated host only), or NULL */
+    const char *type; /* --type NAME (sev-launch only), or NULL */
 };
 
 static inline void launch_usage(FILE *to, const char *extra)
 {
     fprintf(to,
-            "usage: %s [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]%s\n"
-            "  (none)         launch on this host's KVM; exit 77 if it lacks the technology\n"
-            "  --sim PROFILE  launch on memenc's simulated host with this profile:",
-            launch_prog, extra ? extra : "");
-    for (size_t i = 0; mem_enc_sim_profile_name(i); i++)
-        fprintf(to, " %s", mem_enc_sim_profile_name(i));
-    fprintf(to, "\n"
-                "  --auto         this host if it can, else the simulated host (and say so)\n"
-                "  --trace        print every KVM_MEMORY_ENCRYPT_OP memenc issues\n"
-                "  --inject-fw-status ID:STATUS\n"
-                "                 simulated host: sub-command ID's firmware call fails with\n"
-                "                 STATUS\n"
-                "                 (shows how a failure is reported)\n");
+            "usage: %s [--trace]%s\n"
+            "  launches on this host's KVM; exits 77 if it lacks the technology\n"
+            "  (memenc-sim run --profile PROFILE -- %s ... launches on a simulated host)\n"
+            "  --trace        print every KVM_MEMORY_ENCRYPT_OP memenc issues\n",
+            launch_prog, extra ? extra : "", launch_prog);
 }
 
 /* Parses the options every example has; "--type" only when type_usage is given. */
@@ -154,13 +139,7 @@ static inline struct launch_args launch_parse(int argc, char **argv, const char 
     /* Steps and errors in the order they happened, also when the output is a pipe or file. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--sim") && i + 1 < argc) {
-            a.sim_profile = argv[++i];
-        } else if (!strcmp(argv[i], "--auto")) {
-            a.auto_fallback = 1;
-        } else if (!strcmp(argv[i], "--inject-fw-status") && i + 1 < argc) {
-            a.inject = argv[++i];
-        } else if (!strcmp(argv[i], "--trace")) {
+        if (!strcmp(argv[i], "--trace")) {
             mem_enc_set_trace(launch_trace, NULL);
         } else if (type_usage && !strcmp(argv[i], "--type") && i + 1 < argc) {
             a.type = argv[++i];
@@ -172,53 +151,34 @@ static inline struct launch_args launch_parse(int argc, char **argv, const char 
             exit(LAUNCH_EXIT_USAGE);
         }
     }
-    if (a.inject && !a.sim_profile) {
-        fprintf(stderr, "%s: --inject-fw-status needs --sim\n", launch_prog);
-        exit(LAUNCH_EXIT_USAGE);
-    }
-    if (a.sim_profile && a.auto_fallback) {
-        fprintf(stderr, "%s: --sim and --auto exclude each other\n", launch_prog);
-        exit(LAUNCH_EXIT_USAGE);
-    }
     return a;
 }
 
-/* ---- the host: real or simulated -------------------------------------------------------- */
+/* ---- the host ---------------------------------------------------------------------------- */
 
 /* What an example launches, and how to negotiate it. */
 struct launch_tech {
     const char *name;                    /* "SEV/SEV-ES", "SEV-SNP", "TDX" */
-    const char *auto_profile;            /* the simulated profile --auto falls back to */
     struct mem_enc_launch_request request;
 };
 
 struct launch_host {
-    const char *profile; /* the simulated profile, or NULL for the real host */
-    const char *inject;  /* --inject-fw-status, armed on the VM when it is created */
-    int kvm_fd;          /* /dev/kvm, or the simulated one */
+    int kvm_fd; /* /dev/kvm */
     struct mem_enc_caps caps;
     struct mem_enc_launch_settings plan;
     char plan_msg[MEM_ENC_MESSAGE_LEN];
 };
 
-/* Opens the host's /dev/kvm (real: the device; simulated: mem_enc_sim_kvm_open), probes it and
- * negotiates the launch. Returns 0, -EOPNOTSUPP (host->plan_msg says why) or another -errno
- * (host->plan_msg says which step). */
-static inline int launch_host_open(struct launch_host *host, const char *profile,
-                                   const struct launch_tech *tech)
+/* Opens /dev/kvm, probes it and negotiates the launch. Returns 0, -EOPNOTSUPP
+ * (host->plan_msg says why) or another -errno (host->plan_msg says which step). */
+static inline int launch_host_open(struct launch_host *host, const struct launch_tech *tech)
 {
     memset(host, 0, sizeof(*host));
-    host->profile = profile;
-    if (profile) {
-        host->kvm_fd = mem_enc_sim_kvm_open(profile);
-    } else {
-        host->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-        if (host->kvm_fd < 0)
-            host->kvm_fd = -errno;
-    }
+    host->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (host->kvm_fd < 0) {
-        snprintf(host->plan_msg, sizeof(host->plan_msg), "cannot open %s/dev/kvm: %s",
-                 profile ? "the simulated " : "", mem_enc_strerror(host->kvm_fd));
+        host->kvm_fd = -errno;
+        snprintf(host->plan_msg, sizeof(host->plan_msg), "cannot open /dev/kvm: %s",
+                 mem_enc_strerror(host->kvm_fd));
         return host->kvm_fd;
     }
     int r = mem_enc_probe(host->kvm_fd, &host->caps, sizeof(host->caps));
@@ -255,53 +215,35 @@ static inline void launch_describe_real(char *buf, size_t len)
 }
 
 /*
- * Chooses the host from the command line and prints the first line of output. Exits 77 when
- * the real host lacks the technology (no --sim, no --auto), 2 when a simulated profile lacks
- * it, 1 on a failure.
+ * Opens and negotiates the host and prints the first line of output. Exits 77 when the host
+ * lacks the technology, 1 on a failure.
  */
 static inline void launch_host_select(struct launch_host *host, const struct launch_args *args,
                                       const struct launch_tech *tech)
 {
+    (void)args;
     char real[160];
     launch_describe_real(real, sizeof(real));
-    int r;
-    if (args->sim_profile) {
-        r = launch_host_open(host, args->sim_profile, tech);
-        if (r == -ENOENT && host->kvm_fd < 0) {
-            fprintf(stderr, "%s: no simulated profile '%s'\n", launch_prog, args->sim_profile);
-            launch_usage(stderr, NULL);
+    const char *sim = getenv("MEMENC_SIM_PROFILE");
+    if (sim)
+        printf("host: SIMULATED (profile %s, memenc-sim)\n", sim);
+    else
+        printf("host: %s\n", real);
+    int r = launch_host_open(host, tech);
+    if (r < 0 && host->kvm_fd < 0 && !sim) {
+        printf("this host cannot launch %s guests: %s\n", tech->name, host->plan_msg);
+        printf("SKIPPED: no %s here (run it under memenc-sim run --profile ...)\n", tech->name);
+        exit(LAUNCH_EXIT_SKIP);
+    }
+    if (r == -EOPNOTSUPP) {
+        printf("this host cannot launch %s guests: %s\n", tech->name, host->plan_msg);
+        if (sim)
             exit(LAUNCH_EXIT_USAGE);
-        }
-        printf("host: SIMULATED (profile %s)\n", args->sim_profile);
-        if (r == -EOPNOTSUPP) {
-            printf("profile %s cannot launch %s guests: %s\n", args->sim_profile, tech->name,
-                   host->plan_msg);
-            exit(LAUNCH_EXIT_USAGE);
-        }
-    } else {
-        r = launch_host_open(host, NULL, tech);
-        if (r < 0 && args->auto_fallback) {
-            printf("host: SIMULATED (profile %s; --auto: this host, %s, cannot launch %s guests: "
-                   "%s)\n", tech->auto_profile, real, tech->name, host->plan_msg);
-            launch_host_close(host);
-            r = launch_host_open(host, tech->auto_profile, tech);
-        } else {
-            printf("host: %s\n", real);
-            if (r < 0) {
-                printf("this host cannot launch %s guests: %s\n", tech->name, host->plan_msg);
-                printf("SKIPPED: no %s here (run with --sim PROFILE or --auto)\n", tech->name);
-                exit(LAUNCH_EXIT_SKIP);
-            }
-        }
+        printf("SKIPPED: no %s here (run it under memenc-sim run --profile ...)\n", tech->name);
+        exit(LAUNCH_EXIT_SKIP);
     }
     if (r < 0)
         launch_die(host->plan_msg, r);
-    host->inject = args->inject;
-    if (host->profile && !(host->caps.features & MEM_ENC_CAPS_SIMULATED)) {
-        fprintf(stderr, "%s: the probe of the simulated host did not say SIMULATED\n",
-                launch_prog);
-        exit(LAUNCH_EXIT_FAILED);
-    }
     printf("plan: %s\n", host->plan_msg);
 }
 
@@ -311,22 +253,6 @@ static inline int launch_vm_create(const struct launch_host *host)
     int vm = mem_enc_vm_create(host->kvm_fd, host->plan.create_vm_type);
     if (vm < 0)
         launch_die_helper("KVM_CREATE_VM", vm, MEM_ENC_VENDOR_NONE, 0);
-    if (host->inject) {
-        char *end = NULL;
-        unsigned long id = strtoul(host->inject, &end, 0);
-        unsigned long long status = *end == ':' ? strtoull(end + 1, &end, 0) : 0;
-        if (*end != '\0' || status == 0 || id > UINT32_MAX) {
-            fprintf(stderr, "%s: --inject-fw-status wants ID:STATUS, e.g. 3:0x7\n", launch_prog);
-            exit(LAUNCH_EXIT_USAGE);
-        }
-        struct mem_enc_sim_fault fault = {
-            .kind = MEM_ENC_SIM_FAULT_FW_STATUS, .cmd_id = (uint32_t)id, .value = status};
-        int r = mem_enc_sim_inject(vm, &fault, sizeof(fault));
-        if (r < 0)
-            launch_die("mem_enc_sim_inject", r);
-        launch_step("(injected: sub-command %lu's firmware call fails with status 0x%llx)", id,
-                    status);
-    }
     return vm;
 }
 
@@ -338,33 +264,21 @@ static inline int launch_vcpu_create(int vm, uint32_t id)
     return vcpu;
 }
 
-/* /dev/sev (the PSP driver), which LAUNCH_START and the SNP commands take as sev_fd. The one
- * step that differs: the simulated host's firmware device belongs to the simulated VM. */
-static inline int launch_sev_open(const struct launch_host *host, int vm)
+/* /dev/sev (the PSP driver), which LAUNCH_START and the SNP commands take as sev_fd. */
+static inline int launch_sev_open(void)
 {
-    int fd = host->profile ? mem_enc_sim_sev_device_open(vm) : open("/dev/sev", O_RDWR | O_CLOEXEC);
+    int fd = open("/dev/sev", O_RDWR | O_CLOEXEC);
     if (fd < 0)
-        launch_die("open /dev/sev", host->profile ? fd : -errno);
+        launch_die("open /dev/sev", -errno);
     return fd;
 }
 
-/* The launch digest as memenc's simulated host computed it; a real host does not show it to
- * the VMM (the guest gets it in its attestation report). Prints the outcome. */
-static inline void launch_print_sim_digest(const struct launch_host *host, int vm,
-                                           const char *label)
+/* The launch digest is not shown to the VMM on a real host (the guest reads it in its
+ * attestation report); memenc-sim reports the one a real host would compute. */
+static inline void launch_print_digest_note(const char *label)
 {
-    if (!host->profile) {
-        printf("%s: not exposed to the VMM on a real host (the guest reads it in its "
-               "attestation report)\n", label);
-        return;
-    }
-    uint8_t digest[MEM_ENC_SIM_DIGEST_MAX];
-    int n = mem_enc_sim_launch_digest(vm, digest, sizeof(digest));
-    if (n < 0)
-        launch_die("mem_enc_sim_launch_digest", n);
-    char full[128];
-    snprintf(full, sizeof(full), "%s [simulated, profile %s]", label, host->profile);
-    launch_print_hex(full, digest, (size_t)n);
+    printf("%s: not exposed to the VMM (the guest reads it in its attestation report; "
+           "memenc-sim --report shows the simulated host's)\n", label);
 }
 
 /* ---- guest memory ---------------------------------------------------------------------- */
