@@ -1,1 +1,2 @@
 //! The kernel-and-firmware model.
+pub mod vmsa;
