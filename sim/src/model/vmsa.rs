@@ -640,11 +640,8 @@ impl VcpuState {
                 }
                 self.dbgctl = data;
             }
-            0x48 => {
-                if self.host.v_spec_ctrl {
-                    self.vmcb_spec_ctrl = data;
-                }
-            }
+            // Without V_SPEC_CTRL the value lives in svm->spec_ctrl, outside the VMSA.
+            0x48 if self.host.v_spec_ctrl => self.vmcb_spec_ctrl = data,
             0xda0 => {
                 if data & !self.host.supported_xss != 0 {
                     return false;
