@@ -24,7 +24,8 @@
 //!   `kvm_amd.debug_swap` module parameter was on (default on in 6.5, off after the March 2024
 //!   fix); 6.10+ `sev->vmsa_features` (the INIT2 `vmsa_features`, OR SNP_ACTIVE for SNP VMs,
 //!   0 for KVM_SEV_ES_INIT). The caller passes the resulting value to [`sync_vmsa`].
-//! - XCR0, PKRU, XSS and DR6 come from `vcpu->arch` in every version checked.
+//! - XCR0, PKRU, XSS and DR6 come from `vcpu->arch` in the versions checked (current source
+//!   and the 6.5-6.10 patches); older kernels were not checked for DR6.
 //!
 //! Not modelled (see each setter): CPUID-dependent validity masks (the host's are used), the
 //! local APIC, TSC/TSC_AUX, CET, nested state, SMM, `KVM_SET_VCPU_EVENTS`, and refusal of the
