@@ -19,6 +19,7 @@ pub mod sev;
 pub mod tdx;
 mod user;
 pub mod vm;
+pub mod vmsa;
 
 use std::os::fd::RawFd;
 
