@@ -7,13 +7,14 @@
  *   -> vCPUs [-> LAUNCH_UPDATE_VMSA for SEV-ES] -> LAUNCH_MEASURE (length, then fetch)
  *   -> LAUNCH_FINISH -> GUEST_STATUS
  *
- * It prints the launch measurement, and on the simulated host also the launch digest the
- * measurement is an HMAC over.
+ * It prints the launch measurement (an HMAC over the launch digest, which memenc-sim --report
+ * shows for a simulated host).
  *
- * Usage: sev-launch [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]
+ * Usage: sev-launch [--trace]
+ *   (memenc-sim run --profile PROFILE -- sev-launch: on a simulated host)
  *                   [--type sev|sev-es]
  *   --type  the technology (default: the best this host has, SEV-ES over SEV)
- * Exit: 0 launched, 1 a call failed, 2 usage, 77 no SEV here (without --sim / --auto).
+ * Exit: 0 launched, 1 a call failed, 2 usage, 77 no SEV here (run it under memenc-sim to simulate one).
  *
  * Build: cc -Wall -Wextra -Werror sev-launch.c $(pkg-config --cflags --libs memenc)
  */
@@ -81,7 +82,6 @@ int main(int argc, char **argv)
     struct launch_args args = launch_parse(argc, argv, " [--type sev|sev-es]");
     struct launch_tech tech = {
         .name = args.type ? (strcmp(args.type, "sev") ? "SEV-ES" : "SEV") : "SEV/SEV-ES",
-        .auto_profile = "snp@6.18",
         .request = {
             .accept_vm_types = accepted_types(args.type),
             /* The guest owner's policy: no debugging. Negotiation adds ES for SEV-ES guests
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
     launch_step("KVM_CREATE_VM(type %u): vm fd %d", plan->create_vm_type, vm);
     sev_init(vm, plan);
 
-    int sev_fd = launch_sev_open(&host, vm);
+    int sev_fd = launch_sev_open();
     uint32_t fw = 0, handle = 0;
     struct mem_enc_sev_start_args start = {
         .policy = plan->sev_policy,
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
 
     /* LAUNCH_MEASURE is MEASURE (HMAC-SHA256 over the launch digest, 32 bytes) then MNONCE. */
     launch_print_hex("measurement", measure, len);
-    launch_print_sim_digest(&host, vm, "launch digest");
+    launch_print_digest_note("launch digest");
     printf("%s guest launched\n", es ? "SEV-ES" : "SEV");
 
     free(measure);

@@ -10,8 +10,9 @@
  * It prints the launch digest (on the simulated host; a real host does not show it to the
  * VMM: the guest reads it in its attestation report).
  *
- * Usage: snp-launch [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]
- * Exit: 0 launched, 1 a call failed, 2 usage, 77 no SEV-SNP here (without --sim / --auto).
+ * Usage: snp-launch [--trace]
+ *   (memenc-sim run --profile PROFILE -- snp-launch: on a simulated host)
+ * Exit: 0 launched, 1 a call failed, 2 usage, 77 no SEV-SNP here (run it under memenc-sim to simulate one).
  *
  * Build: cc -Wall -Wextra -Werror snp-launch.c $(pkg-config --cflags --libs memenc)
  */
@@ -53,7 +54,6 @@ int main(int argc, char **argv)
     struct launch_args args = launch_parse(argc, argv, NULL);
     struct launch_tech tech = {
         .name = "SEV-SNP",
-        .auto_profile = "snp@6.18",
         .request = {
             .accept_vm_types = 1u << MEM_ENC_VM_TYPE_SNP,
             /* QEMU's default policy: SMT allowed (bit 17, must be one, is added by memenc). */
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     launch_step("KVM_SEV_INIT2: vmsa_features 0x%" PRIx64 ", GHCB version %u",
                 plan->vmsa_features, plan->ghcb_version);
 
-    int sev_fd = launch_sev_open(&host, vm);
+    int sev_fd = launch_sev_open();
     struct mem_enc_snp_launch_start_args start = {.policy = plan->snp_policy};
     r = mem_enc_snp_launch_start(vm, sev_fd, &start, sizeof(start), &fw);
     if (r < 0)
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
         launch_die_helper("KVM_SEV_SNP_LAUNCH_FINISH", r, MEM_ENC_VENDOR_SEV, fw);
     launch_step("KVM_SEV_SNP_LAUNCH_FINISH: %d VMSAs measured", GUEST_VCPUS);
 
-    launch_print_sim_digest(&host, vm, "launch digest");
+    launch_print_digest_note("launch digest");
     printf("SEV-SNP guest launched\n");
 
     for (int i = 0; i < GUEST_VCPUS; i++)

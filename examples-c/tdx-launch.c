@@ -10,8 +10,9 @@
  * It prints the MRTD (on the simulated host; a real host does not show it to the VMM: the
  * guest reads it in its TD report).
  *
- * Usage: tdx-launch [--sim PROFILE | --auto] [--trace] [--inject-fw-status ID:STATUS]
- * Exit: 0 launched, 1 a call failed, 2 usage, 77 no TDX here (without --sim / --auto).
+ * Usage: tdx-launch [--trace]
+ *   (memenc-sim run --profile PROFILE -- tdx-launch: on a simulated host)
+ * Exit: 0 launched, 1 a call failed, 2 usage, 77 no TDX here (run it under memenc-sim to simulate one).
  *
  * Build: cc -Wall -Wextra -Werror tdx-launch.c $(pkg-config --cflags --libs memenc)
  */
@@ -73,7 +74,6 @@ int main(int argc, char **argv)
     struct launch_args args = launch_parse(argc, argv, NULL);
     struct launch_tech tech = {
         .name = "TDX",
-        .auto_profile = "tdx@6.19",
         .request = {
             .accept_vm_types = 1u << MEM_ENC_VM_TYPE_TDX,
             /* QEMU's default: EPT violations stay with the VMM; x87 and SSE state. */
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
         launch_die_helper("KVM_TDX_FINALIZE_VM", r, MEM_ENC_VENDOR_TDX, hw);
     launch_step("KVM_TDX_FINALIZE_VM");
 
-    launch_print_sim_digest(&host, vm, "MRTD");
+    launch_print_digest_note("MRTD");
     printf("TDX guest launched\n");
 
     free(cpuid);

@@ -115,8 +115,8 @@ install_prerequisites
 
 say "memenc: every test ($(cargo --version 2>/dev/null), meson $(meson --version 2>/dev/null || echo missing))"
 suite fmt cargo fmt --all --check
-suite clippy cargo clippy --locked --all-targets -- -D warnings
-suite cargo-test cargo test --locked
+suite clippy cargo clippy --locked --workspace --all-targets -- -D warnings
+suite cargo-test cargo test --locked --workspace
 suite meson-shared meson_build "$work/shared" shared --no-suite consumer
 suite consumer-shared consumers "$work/shared" --suite consumer
 suite meson-static meson_build "$work/static" static --no-suite consumer

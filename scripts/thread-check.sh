@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0 OR MIT
-# tests/concurrency.rs's pthread test (8 threads x 5 rounds of probing, negotiation, mem_enc_op
+# sim/tests/concurrency.rs's pthread test (8 threads x 5 rounds of probing, negotiation, mem_enc_op
 # and three simulated launches each) under valgrind's thread checkers; any report fails.
 #
 #   bash scripts/thread-check.sh [helgrind] [drd]      (default: both)
@@ -9,7 +9,7 @@
 # preload library per tool (it makes std's Mutex and Arc visible to the tools; the file says
 # how), then runs
 #
-#   LD_PRELOAD=<lib> valgrind --tool=<tool> -s --suppressions=tests/concurrency.supp \
+#   LD_PRELOAD=<lib> valgrind --tool=<tool> -s --suppressions=sim/tests/concurrency.supp \
 #       --error-exitcode=99 <binary> --test-threads=1 pthreads
 #
 # Prints per tool its error summary, the suppressions used with their counts, and the wall
@@ -31,7 +31,7 @@ command -v "$cc" >/dev/null || { echo "thread-check: no C compiler ($cc)" >&2; e
 out="${CARGO_TARGET_DIR:-$root/target}/thread-check"
 mkdir -p "$out"
 
-bin=$(cargo test --locked --no-run --test concurrency --message-format=json-render-diagnostics |
+bin=$(cargo test --locked --no-run -p memenc-sim --test concurrency --message-format=json-render-diagnostics |
       grep '"kind":\["test"\],"crate_types":\["bin"\],"name":"concurrency"' |
       sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 [[ -x $bin ]] || { echo "thread-check: test binary not found" >&2; exit 1; }
@@ -54,7 +54,7 @@ for tool in "${tools[@]}"; do
     log="$out/$tool.log"
     start=$EPOCHREALTIME
     rc=0
-    LD_PRELOAD=$lib valgrind --tool="$tool" -s --suppressions=tests/concurrency.supp \
+    LD_PRELOAD=$lib valgrind --tool="$tool" -s --suppressions=sim/tests/concurrency.supp \
         --error-exitcode=99 "$bin" --test-threads=1 pthreads >"$log" 2>&1 || rc=$?
     wall=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
     summary=$(grep -m1 'ERROR SUMMARY' "$log" | sed 's/^==[0-9]*== //')

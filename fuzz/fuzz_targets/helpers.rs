@@ -27,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use memenc::capi::fwerr::{MEM_ENC_STAGE_FIRMWARE, MEM_ENC_STAGE_MEMENC, mem_enc_last_stage};
 use memenc::capi::mem::*;
 use memenc::capi::sev::*;
-use memenc::capi::sim::*;
+use memenc_sim::compat::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc_fuzz::sim::{self, Owned, PAGE, World};

@@ -179,7 +179,7 @@ pub mod sim {
 
     use memenc::capi::mem::*;
     use memenc::capi::sev::*;
-    use memenc::capi::sim::*;
+    use memenc_sim::compat::*;
     use memenc::capi::snp::*;
     use memenc::capi::tdx::*;
 

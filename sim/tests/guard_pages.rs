@@ -601,9 +601,9 @@ mod sim_util;
 use memenc::capi::fwerr::*;
 use memenc::capi::mem::*;
 use memenc::capi::sev::*;
-use memenc_sim::compat::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
+use memenc_sim::compat::*;
 use sim_util::{Fd, Mem, gpaw48, new_vm, sev_dev, td_init_args, vcpu};
 
 const PAGE: usize = 4096;

@@ -11,13 +11,13 @@ use std::ptr::{null, null_mut};
 
 use memenc::capi::probe::*;
 use memenc::capi::sev::*;
-use memenc_sim::compat::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc::negotiate::*;
 use memenc::probe::*;
-use memenc_sim::model::profile::{PROFILES, TDX_CPUID};
 use memenc::uapi::KVM_CREATE_VM;
+use memenc_sim::compat::*;
+use memenc_sim::model::profile::{PROFILES, TDX_CPUID};
 use sim_util::{Fd, gpaw48, kvm, td_init_args};
 
 mod sim_util;

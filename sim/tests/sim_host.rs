@@ -6,8 +6,8 @@ mod sim_util;
 
 use std::os::fd::AsRawFd;
 
-use memenc_sim::compat::*;
 use memenc::uapi::*;
+use memenc_sim::compat::*;
 use sim_util::*;
 
 /// The tests here open and close descriptors and one of them checks what a just-closed number

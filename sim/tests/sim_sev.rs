@@ -5,9 +5,9 @@
 mod sim_util;
 
 use hmac::{KeyInit, Mac};
-use memenc_sim::compat::*;
 use memenc::uapi::{sev_id as id, *};
 use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY};
+use memenc_sim::compat::*;
 use sha2::{Digest, Sha256, Sha384};
 use sim_util::*;
 

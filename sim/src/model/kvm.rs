@@ -12,8 +12,8 @@ use super::user;
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Slot, Vcpu, Vm};
 use super::{sev, tdx};
 use memenc::Errno;
-use memenc::uapi::*;
 use memenc::Vendor;
+use memenc::uapi::*;
 
 fn err<T>(e: i32) -> Result<T, Errno> {
     Err(Errno(e))
