@@ -191,18 +191,18 @@ fn sev_6_1_legacy_launch_and_its_measurement() {
     assert_eq!((&report[..16], &report[16..48]), (&[9u8; 16][..], &ld[..]));
 }
 
-/// A reset vCPU's VMSA as `sev_es_sync_vmsa()` leaves it, written from the AMD VMSA layout
-/// (`struct sev_es_save_area`): SEV_FEATURES at 0x3B0, XCR0 (1 after reset) at 0x3E8, and for
-/// VM types other than DEFAULT the FPU area: MXCSR 0x1F80 at 0x408, FCW 0x37F at 0x410.
+/// A reset vCPU's VMSA as `sev_es_sync_vmsa()` leaves it: the model's VMSA builder on a vCPU
+/// whose registers the test never set (that builder is checked byte for byte against
+/// sev-snp-measure in vmsa_vs_sev_snp_measure.rs; here it only names the expected page).
 fn vmsa(features: u64, synced_fpu: bool) -> Vec<u8> {
-    let mut page = vec![0u8; 4096];
-    page[0x3B0..0x3B8].copy_from_slice(&features.to_le_bytes());
-    page[0x3E8..0x3F0].copy_from_slice(&1u64.to_le_bytes());
-    if synced_fpu {
-        page[0x408..0x40C].copy_from_slice(&0x1F80u32.to_le_bytes());
-        page[0x410..0x412].copy_from_slice(&0x037Fu16.to_le_bytes());
-    }
-    page
+    use memenc_sim::model::vmsa::{HostCpu, SyncVariant, VcpuState, sync_vmsa};
+    let variant = if synced_fpu {
+        SyncVariant::INIT2
+    } else {
+        SyncVariant::LEGACY
+    };
+    let state = VcpuState::reset(HostCpu::default(), None);
+    sync_vmsa(&state, features, variant).unwrap().to_vec()
 }
 
 /// One SEV-ES launch on a simulated VM: legacy ES_INIT on a DEFAULT VM (sev@6.1) or INIT2 on a

@@ -6,6 +6,7 @@
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 
+use super::ioctl_numbers::*;
 use super::profile::{Backend, Profile};
 use super::registry::{self, Object, VmRef};
 use super::user;
@@ -26,6 +27,10 @@ const MAX_VCPUS: usize = 1024;
 /// `KVM_MAX_IRQ_ROUTES`, the bound `MAX_NR_RESERVED_IOAPIC_PINS` is defined as.
 const MAX_NR_RESERVED_IOAPIC_PINS: u64 = 4096;
 const KVM_MEM_SLOTS_NUM: u32 = 32767;
+/// `MAX_IO_MSRS`: KVM_SET_MSRS takes fewer entries than this.
+const MAX_IO_MSRS: u32 = 256;
+/// `KVM_MAX_CPUID_ENTRIES`.
+const KVM_MAX_CPUID_ENTRIES: u32 = 256;
 /// The end of the user address range (`access_ok`).
 const TASK_SIZE: u64 = 0x7FFF_FFFF_F000;
 
@@ -100,15 +105,32 @@ pub fn system_ioctl(profile: &'static Profile, request: u64, arg: u64) -> Result
 
 /// KVM_CREATE_VM: a new VM descriptor.
 pub fn create_vm(profile: &'static Profile, vm_type: u64) -> Result<RawFd, Errno> {
+    registry::create(c"memenc-sim-vm", 0, Object::Vm(new_vm(profile, vm_type)?))
+}
+
+/// The model's half of KVM_CREATE_VM: -EINVAL for a type the profile's KVM does not create.
+pub fn new_vm(profile: &'static Profile, vm_type: u64) -> Result<VmRef, Errno> {
     if vm_type >= 32 || profile.creatable_types & (1 << vm_type) == 0 {
         return err(libc::EINVAL);
     }
-    let vm = Arc::new(Mutex::new(Vm::new(profile, vm_type as u32)));
-    registry::create(c"memenc-sim-vm", 0, Object::Vm(vm))
+    Ok(Arc::new(Mutex::new(Vm::new(profile, vm_type as u32))))
 }
 
 /// KVM_CREATE_VCPU (`kvm_vm_ioctl_create_vcpu`).
 pub fn create_vcpu(this: &VmRef, id: u64) -> Result<RawFd, Errno> {
+    let index = add_vcpu(this, id)?;
+    match registry::create(c"memenc-sim-vcpu", 0, Object::Vcpu(this.clone(), index)) {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            registry::lock(this).vcpus.pop();
+            Err(e)
+        }
+    }
+}
+
+/// The model's half of KVM_CREATE_VCPU: the checks, then the vCPU record (its index). Under
+/// the supervisor the kernel makes the descriptor.
+pub fn add_vcpu(this: &VmRef, id: u64) -> Result<usize, Errno> {
     if id >= MAX_VCPU_IDS {
         return err(libc::EINVAL);
     }
@@ -122,13 +144,8 @@ pub fn create_vcpu(this: &VmRef, id: u64) -> Result<RawFd, Errno> {
     if vm.vcpus.iter().any(|v| u64::from(v.id) == id) {
         return err(libc::EEXIST);
     }
-    let index = vm.vcpus.len();
-    let fd = registry::create(c"memenc-sim-vcpu", 0, Object::Vcpu(this.clone(), index))?;
-    vm.vcpus.push(Vcpu {
-        id: id as u32,
-        ..Vcpu::default()
-    });
-    Ok(fd)
+    vm.vcpus.push(Vcpu::new(id as u32));
+    Ok(vm.vcpus.len() - 1)
 }
 
 /// An ioctl on a simulated VM descriptor.
@@ -443,7 +460,95 @@ pub fn vcpu_ioctl(this: &VmRef, index: usize, request: u64, arg: u64) -> Result<
             Backend::None if memenc::cpu_vendor() == Vendor::Tdx => err(libc::EINVAL),
             Backend::None | Backend::Sev => err(libc::ENOTTY),
         },
+        KVM_SET_REGS | KVM_SET_SREGS | KVM_SET_SREGS2 | KVM_SET_FPU | KVM_SET_XSAVE
+        | KVM_SET_XCRS | KVM_SET_DEBUGREGS | KVM_SET_MSRS | KVM_SET_CPUID2
+        | KVM_SET_GUEST_DEBUG => {
+            let tdx = vm.vm_type == KVM_X86_TDX_VM;
+            let vcpu = vm.vcpus.get_mut(index).ok_or(Errno(libc::EBADF))?;
+            set_vcpu_state(vcpu, tdx, request, arg)
+        }
         // kvm_arch_vcpu_ioctl's default.
+        _ => err(libc::EINVAL),
+    }
+}
+
+/// The vCPU state setters, as `kvm_arch_vcpu_ioctl` takes them into what
+/// `sev_es_sync_vmsa()` later reads ([`super::vmsa`]). Once the state is protected (SEV-ES/SNP
+/// after its VMSA was encrypted; a TD vCPU from the start) the register setters are -EINVAL
+/// (`kvm->arch.has_protected_state && vcpu->arch.guest_state_protected`).
+fn set_vcpu_state(vcpu: &mut Vcpu, tdx: bool, request: u64, arg: u64) -> Result<i32, Errno> {
+    use kvm_bindings::{kvm_debugregs, kvm_fpu, kvm_guest_debug, kvm_regs, kvm_sregs};
+    use kvm_bindings::{kvm_msr_entry, kvm_sregs2, kvm_xcrs};
+    let protected = vcpu.protected || tdx;
+    let state = &mut vcpu.state;
+    let errno = |e: i32| Errno(e.abs());
+    match request {
+        KVM_SET_CPUID2 => {
+            let hdr: kvm_cpuid2_header = user::read(arg)?;
+            if hdr.nent > KVM_MAX_CPUID_ENTRIES {
+                return err(libc::E2BIG);
+            }
+            let entries =
+                user::read_vec(arg + 8, hdr.nent as usize * size_of::<kvm_cpuid_entry2>())?;
+            let leaf1 = entries
+                .chunks_exact(size_of::<kvm_cpuid_entry2>())
+                .map(user::from_bytes::<kvm_cpuid_entry2>)
+                .find(|e| e.function == 1)
+                .map(|e| e.eax);
+            state.set_cpuid(leaf1);
+            Ok(0)
+        }
+        KVM_SET_MSRS => {
+            let hdr: kvm_cpuid2_header = user::read(arg)?; // {nmsrs, pad}: the same 8 bytes
+            if hdr.nent >= MAX_IO_MSRS {
+                return err(libc::E2BIG);
+            }
+            let bytes = user::read_vec(arg + 8, hdr.nent as usize * size_of::<kvm_msr_entry>())?;
+            let entries: Vec<kvm_msr_entry> = bytes
+                .chunks_exact(size_of::<kvm_msr_entry>())
+                .map(user::from_bytes::<kvm_msr_entry>)
+                .collect();
+            if protected {
+                // TDX and protected SEV-ES vCPUs: KVM still takes the MSRs it owns; none of
+                // them is measured any more.
+                return Ok(entries.len() as i32);
+            }
+            Ok(state.set_msrs(&entries) as i32)
+        }
+        KVM_SET_GUEST_DEBUG => {
+            let d: kvm_guest_debug = user::read(arg)?;
+            state.set_guest_debug_control(d.control);
+            Ok(0)
+        }
+        _ if protected => err(libc::EINVAL),
+        KVM_SET_REGS => {
+            state.set_regs(&user::read::<kvm_regs>(arg)?);
+            Ok(0)
+        }
+        KVM_SET_SREGS => state
+            .set_sregs(&user::read::<kvm_sregs>(arg)?)
+            .map(|()| 0)
+            .map_err(errno),
+        KVM_SET_SREGS2 => state
+            .set_sregs2(&user::read::<kvm_sregs2>(arg)?)
+            .map(|()| 0)
+            .map_err(errno),
+        KVM_SET_FPU => {
+            state.set_fpu(&user::read::<kvm_fpu>(arg)?);
+            Ok(0)
+        }
+        KVM_SET_XSAVE => state
+            .set_xsave(&user::read_vec(arg, 4096)?)
+            .map(|()| 0)
+            .map_err(errno),
+        KVM_SET_XCRS => state
+            .set_xcrs(&user::read::<kvm_xcrs>(arg)?)
+            .map(|()| 0)
+            .map_err(errno),
+        KVM_SET_DEBUGREGS => state
+            .set_debugregs(&user::read::<kvm_debugregs>(arg)?)
+            .map(|()| 0)
+            .map_err(errno),
         _ => err(libc::EINVAL),
     }
 }

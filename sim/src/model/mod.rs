@@ -9,6 +9,7 @@
 //! the supervisor, the traced program's real KVM descriptors stand for them.
 
 pub mod fault;
+pub mod ioctl_numbers;
 pub mod kvm;
 pub mod measure;
 pub mod page_hash;

@@ -4,9 +4,9 @@
 //!
 //! What is simplified: guest memory is not actually encrypted (the caller's bytes stay as
 //! they were; DBG_DECRYPT/ENCRYPT copy plainly), blobs (DH keys, sessions, secrets, ID-block
-//! signatures) are accepted without cryptographic checks, and the simulated VMSA of every vCPU
-//! is that of a vCPU in its reset state: zero except SEV_FEATURES, XCR0 and (types other than
-//! DEFAULT) the synced FPU control words ([`vmsa_page`]).
+//! signatures) are accepted without cryptographic checks. Each vCPU's VMSA is what
+//! `sev_es_sync_vmsa()` writes from that vCPU's state ([`super::vmsa`]: KVM's reset state plus
+//! every register ioctl the VMM issued).
 
 use super::fault::{Effect, generic_errno};
 use super::measure::{SNP_PAGE_NORMAL, SNP_PAGE_VMSA, SNP_VMSA_GPA, SevDigest, SnpDigest};
@@ -32,21 +32,6 @@ pub mod status {
     pub const INVALID_GUEST: u32 = 0x10;
 }
 
-/// The offset of SEV_FEATURES in the VMSA (AMD APM vol. 2, VMSA layout; the kernel's
-/// `struct sev_es_save_area`).
-pub const VMSA_SEV_FEATURES_OFFSET: usize = 0x3B0;
-/// The offset of XCR0 in the VMSA.
-pub const VMSA_XCR0_OFFSET: usize = 0x3E8;
-/// The offset of MXCSR in the VMSA's floating-point area.
-pub const VMSA_MXCSR_OFFSET: usize = 0x408;
-/// The offset of the x87 control word (FCW) in the VMSA's floating-point area.
-pub const VMSA_X87_FCW_OFFSET: usize = 0x410;
-/// A vCPU's XCR0 after reset: x87 only.
-const RESET_XCR0: u64 = 1;
-/// The FPU state after reset (`fpstate_init`): FCW 0x37F, MXCSR 0x1F80; every other synced
-/// field (tag word in FXSAVE form, status word, registers) is zero.
-const RESET_FCW: u16 = 0x037F;
-const RESET_MXCSR: u32 = 0x1F80;
 /// Length of the LAUNCH_MEASURE blob: measurement (32) + mnonce (16).
 pub const LAUNCH_MEASURE_LEN: u32 = 48;
 /// Length of the SEV attestation report (mnonce, launch digest, policy, sig usage/algo,
@@ -486,22 +471,17 @@ fn launch_update_data(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno
     Ok(())
 }
 
-/// The simulated VMSA page of a vCPU after `sev_es_sync_vmsa()` on a vCPU in its reset state:
-/// SEV_FEATURES and XCR0 always; the FPU/AVX area only for VMs of a type other than DEFAULT
-/// (INIT2 SEV-ES and SNP). Legacy KVM_SEV_ES_INIT VMs skip that sync "to avoid breaking older
-/// measurements", so the two paths measure differently (kernel-abi.md §2.4).
-pub fn vmsa_page(sev_features: u64, vm_type: u32) -> Vec<u8> {
-    let mut page = vec![0u8; PAGE_SIZE as usize];
-    let mut put = |offset: usize, bytes: &[u8]| {
-        page[offset..offset + bytes.len()].copy_from_slice(bytes);
+/// vCPU `i`'s VMSA as `sev_es_sync_vmsa()` writes it: its register state, the VM's
+/// `sev_features`, and the FPU area only for VMs of a type other than DEFAULT (INIT2 SEV-ES and
+/// SNP; KVM_SEV_ES_INIT VMs skip that sync "to avoid breaking older measurements").
+fn vcpu_vmsa(vm: &Vm, i: usize) -> Result<Box<[u8; super::vmsa::VMSA_SIZE]>, Errno> {
+    let variant = if vm.vm_type == uapi::KVM_X86_DEFAULT_VM {
+        super::vmsa::SyncVariant::LEGACY
+    } else {
+        super::vmsa::SyncVariant::INIT2
     };
-    put(VMSA_SEV_FEATURES_OFFSET, &sev_features.to_le_bytes());
-    put(VMSA_XCR0_OFFSET, &RESET_XCR0.to_le_bytes());
-    if vm_type != uapi::KVM_X86_DEFAULT_VM {
-        put(VMSA_MXCSR_OFFSET, &RESET_MXCSR.to_le_bytes());
-        put(VMSA_X87_FCW_OFFSET, &RESET_FCW.to_le_bytes());
-    }
-    page
+    super::vmsa::sync_vmsa(&vm.vcpus[i].state, vm.sev.vmsa_features, variant)
+        .map_err(|e| Errno(e.abs()))
 }
 
 /// The vCPU-lock step of LAUNCH_UPDATE_VMSA and SNP_LAUNCH_FINISH: `kvm_lock_all_vcpus` is
@@ -519,14 +499,14 @@ fn launch_update_vmsa(vm: &mut Vm, ctx: &mut Ctx) -> Result<(), Errno> {
     }
     lock_all_vcpus(ctx)?;
     ctx.generic_fault()?;
-    let page = vmsa_page(vm.sev.vmsa_features, vm.vm_type);
     for i in 0..vm.vcpus.len() {
         if vm.vcpus[i].protected {
             return err(libc::EINVAL);
         }
+        let page = vcpu_vmsa(vm, i)?;
         let sev = &vm.sev;
         ctx.psp_stored(sev, || in_state(sev, &[Guest::Launching]))?;
-        vm.sev.ld.update(&page);
+        vm.sev.ld.update(&page[..]);
         vm.vcpus[i].protected = true;
     }
     Ok(())
@@ -1026,12 +1006,12 @@ fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno>
     }
     lock_all_vcpus(ctx)?;
     // snp_launch_update_vmsa(): every vCPU's VMSA, through the caller's sev_fd.
-    let vmsa: [u8; 48] = Sha384::digest(vmsa_page(vm.sev.vmsa_features, vm.vm_type)).into();
     let sev_fd = ctx.cmd.sev_fd();
     for i in 0..vm.vcpus.len() {
         if vm.vcpus[i].protected {
             return err(libc::EINVAL);
         }
+        let vmsa: [u8; 48] = Sha384::digest(&vcpu_vmsa(vm, i)?[..]).into();
         let finished = vm.sev.snp_finished;
         ctx.psp(sev_fd, || {
             if finished {

@@ -52,6 +52,14 @@ pod!(
     uapi::kvm_tdx_capabilities,
     uapi::kvm_tdx_init_vm,
     uapi::kvm_tdx_init_mem_region,
+    kvm_bindings::kvm_regs,
+    kvm_bindings::kvm_sregs,
+    kvm_bindings::kvm_sregs2,
+    kvm_bindings::kvm_fpu,
+    kvm_bindings::kvm_xcrs,
+    kvm_bindings::kvm_debugregs,
+    kvm_bindings::kvm_guest_debug,
+    kvm_bindings::kvm_msr_entry,
 );
 
 fn efault() -> Errno {

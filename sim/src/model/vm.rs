@@ -14,13 +14,28 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const PAGE_SHIFT: u32 = 12;
 
 /// A vCPU.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Vcpu {
     pub id: u32,
     /// Register state encrypted (SEV-ES/SNP VMSA launched, `guest_state_protected`).
     pub protected: bool,
     /// TDX: KVM_TDX_INIT_VCPU done.
     pub tdx_initialized: bool,
+    /// What KVM holds for the vCPU's registers: its reset state plus every KVM_SET_* the VMM
+    /// issued; `sev_es_sync_vmsa()` builds the VMSA from it.
+    pub state: super::vmsa::VcpuState,
+}
+
+impl Vcpu {
+    /// A vCPU just made by KVM_CREATE_VCPU.
+    pub fn new(id: u32) -> Self {
+        Vcpu {
+            id,
+            protected: false,
+            tdx_initialized: false,
+            state: super::vmsa::VcpuState::reset(super::vmsa::HostCpu::default(), None),
+        }
+    }
 }
 
 /// A memslot.
