@@ -35,7 +35,7 @@ const KVM_MAX_CPUID_ENTRIES: u32 = 256;
 const TASK_SIZE: u64 = 0x7FFF_FFFF_F000;
 
 /// `KVM_CHECK_EXTENSION` on `/dev/kvm` (`vm` None) or a VM descriptor.
-fn check_extension(profile: &Profile, vm: Option<&Vm>, cap: u64) -> i32 {
+pub fn check_extension(profile: &Profile, vm: Option<&Vm>, cap: u64) -> i32 {
     let private = vm.is_none_or(|v| v.has_private_mem());
     let value = match cap {
         KVM_CAP_SYS_ATTRIBUTES => 1,
@@ -258,19 +258,31 @@ fn enable_cap(vm: &mut Vm, cap: &kvm_enable_cap) -> Result<(), Errno> {
 
 /// KVM_CREATE_GUEST_MEMFD (`kvm_gmem_create`).
 fn create_guest_memfd(this: &VmRef, args: &kvm_create_guest_memfd) -> Result<i32, Errno> {
-    let mut vm = registry::lock(this);
-    if args.flags & !gmem_flags(&vm) != 0 {
-        return err(libc::EINVAL);
-    }
-    if (args.size as i64) <= 0 || args.size % PAGE_SIZE != 0 {
-        return err(libc::EINVAL);
-    }
-    let id = vm.next_gmem;
+    check_guest_memfd(&registry::lock(this), args)?;
+    let id = registry::lock(this).next_gmem;
     let fd = registry::create(
         c"memenc-sim-guest-memfd",
         args.size,
         Object::Gmem(this.clone(), id),
     )?;
+    add_gmem(&mut registry::lock(this), args);
+    Ok(fd)
+}
+
+/// `kvm_gmem_create`'s checks.
+pub fn check_guest_memfd(vm: &Vm, args: &kvm_create_guest_memfd) -> Result<(), Errno> {
+    if args.flags & !gmem_flags(vm) != 0 {
+        return err(libc::EINVAL);
+    }
+    if (args.size as i64) <= 0 || args.size % PAGE_SIZE != 0 {
+        return err(libc::EINVAL);
+    }
+    Ok(())
+}
+
+/// The model's record of a new guest_memfd (its id); the descriptor is the caller's to make.
+pub fn add_gmem(vm: &mut Vm, args: &kvm_create_guest_memfd) -> u64 {
+    let id = vm.next_gmem;
     vm.next_gmem += 1;
     vm.gmems.insert(
         id,
@@ -280,7 +292,7 @@ fn create_guest_memfd(this: &VmRef, args: &kvm_create_guest_memfd) -> Result<i32
             bindings: Vec::new(),
         },
     );
-    Ok(fd)
+    id
 }
 
 /// KVM_SET_USER_MEMORY_REGION2 (`__kvm_set_memory_region`).
@@ -393,8 +405,7 @@ fn set_memory_region(this: &VmRef, mem: &kvm_userspace_memory_region2) -> Result
 /// `kvm_gmem_bind`: the guest_memfd must be this VM's, the range inside it and unbound.
 fn bind(this: &VmRef, vm: &mut Vm, fd: u32, offset: u64, size: u64) -> Result<(u64, u64), Errno> {
     if i32::try_from(fd).is_err() || registry::lookup(fd as i32).is_none() {
-        // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
-        let open = unsafe { libc::fcntl(fd as i32, libc::F_GETFD) } >= 0;
+        let open = i32::try_from(fd).is_ok_and(registry::is_open);
         return err(if open { libc::EINVAL } else { libc::EBADF });
     }
     let Some((owner, id)) = registry::gmem(fd) else {

@@ -164,8 +164,51 @@ fn publish(table: &Descriptors) {
     OWNER.store(std::process::id(), Ordering::Relaxed);
 }
 
+/// Where descriptor numbers the model is handed resolve, when not in this process's table:
+/// under the supervisor, the traced program's descriptors (its real KVM files stand for the
+/// model's objects).
+pub trait Resolve {
+    /// The model object `fd` (a number in the calling program) stands for.
+    fn lookup(&self, fd: RawFd) -> Option<Object>;
+    /// Whether `fd` is open in the calling program at all.
+    fn is_open(&self, fd: RawFd) -> bool;
+}
+
+thread_local! {
+    /// The [`Resolve`] of the call being answered on this thread, if not this process's.
+    static SCOPE: core::cell::Cell<Option<*const (dyn Resolve + 'static)>> =
+        const { core::cell::Cell::new(None) };
+}
+
+/// Runs `f` with descriptor numbers resolving through `d` (the supervisor, for one call).
+pub fn with_descriptors<R>(d: &dyn Resolve, f: impl FnOnce() -> R) -> R {
+    // SAFETY: only the lifetime is erased; the pointer is cleared again below, before `d`'s
+    // borrow ends, and is only dereferenced (in `scoped`) while `f` runs on this thread.
+    let ptr: *const (dyn Resolve + 'static) =
+        unsafe { core::mem::transmute(d as *const dyn Resolve) };
+    let old = SCOPE.with(|s| s.replace(Some(ptr)));
+    let r = f();
+    SCOPE.with(|s| s.set(old));
+    r
+}
+
+fn scoped<R>(f: impl FnOnce(&dyn Resolve) -> R) -> Option<R> {
+    let ptr = SCOPE.with(|s| s.get())?;
+    // SAFETY: set by `with_descriptors`, whose borrow outlives every use on this thread.
+    Some(f(unsafe { &*ptr }))
+}
+
+/// Whether `fd` is open in the calling program.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: fcntl(F_GETFD) only asks whether the descriptor is open.
+    scoped(|d| d.is_open(fd)).unwrap_or_else(|| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+}
+
 /// The object behind `fd`, if it is a live simulated descriptor (or a dup of one).
 pub fn lookup(fd: RawFd) -> Option<Object> {
+    if let Some(found) = scoped(|d| d.lookup(fd)) {
+        return found;
+    }
     let id = identity(fd);
     if let Some((dev, _)) = id
         && !may_be_memfd(dev)
