@@ -30,6 +30,6 @@ pub mod vendor;
 
 pub use abi::*;
 pub use errno::Errno;
-pub use op::{encryption_enabled, memory_encrypt_op};
 pub use host::{Host, cpu_vendor, set_host};
+pub use op::{encryption_enabled, memory_encrypt_op};
 pub use vendor::Vendor;

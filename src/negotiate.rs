@@ -1061,17 +1061,61 @@ mod tests {
         let mut c = mem_enc_caps {
             size: size_of::<mem_enc_caps>() as u32,
             vendor: 1,
-            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
-            vm_types: mem_enc_cap { status: 3, err: 0, value: 0x0 },
-            sev_vmsa_features: mem_enc_cap { status: 3, err: -6, value: 0x0 },
-            snp_policy_bits: mem_enc_cap { status: 3, err: -6, value: 0x0 },
-            snp_req_certs: mem_enc_cap { status: 3, err: -6, value: 0x0 },
-            sev_null_probe: mem_enc_cap { status: 1, err: -14, value: 0x1 },
-            tdx_supported_attrs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            tdx_supported_xfam: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            tdx_cpuid_configs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            guest_memfd: mem_enc_cap { status: 3, err: 0, value: 0x0 },
-            memory_attributes: mem_enc_cap { status: 3, err: 0, value: 0x0 },
+            api_version: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0xc,
+            },
+            vm_types: mem_enc_cap {
+                status: 3,
+                err: 0,
+                value: 0x0,
+            },
+            sev_vmsa_features: mem_enc_cap {
+                status: 3,
+                err: -6,
+                value: 0x0,
+            },
+            snp_policy_bits: mem_enc_cap {
+                status: 3,
+                err: -6,
+                value: 0x0,
+            },
+            snp_req_certs: mem_enc_cap {
+                status: 3,
+                err: -6,
+                value: 0x0,
+            },
+            sev_null_probe: mem_enc_cap {
+                status: 1,
+                err: -14,
+                value: 0x1,
+            },
+            tdx_supported_attrs: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            tdx_supported_xfam: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            tdx_cpuid_configs: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            guest_memfd: mem_enc_cap {
+                status: 3,
+                err: 0,
+                value: 0x0,
+            },
+            memory_attributes: mem_enc_cap {
+                status: 3,
+                err: 0,
+                value: 0x0,
+            },
             ..Default::default()
         };
         c.summarize();
@@ -1083,17 +1127,61 @@ mod tests {
         let mut c = mem_enc_caps {
             size: size_of::<mem_enc_caps>() as u32,
             vendor: 1,
-            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
-            vm_types: mem_enc_cap { status: 1, err: 0, value: 0x1d },
-            sev_vmsa_features: mem_enc_cap { status: 1, err: 0, value: 0x20 },
-            snp_policy_bits: mem_enc_cap { status: 4, err: -6, value: 0x1bffff },
-            snp_req_certs: mem_enc_cap { status: 3, err: -6, value: 0x0 },
-            sev_null_probe: mem_enc_cap { status: 1, err: 0, value: 0x1 },
-            tdx_supported_attrs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            tdx_supported_xfam: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            tdx_cpuid_configs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            guest_memfd: mem_enc_cap { status: 1, err: 0, value: 0x1 },
-            memory_attributes: mem_enc_cap { status: 1, err: 0, value: 0x8 },
+            api_version: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0xc,
+            },
+            vm_types: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1d,
+            },
+            sev_vmsa_features: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x20,
+            },
+            snp_policy_bits: mem_enc_cap {
+                status: 4,
+                err: -6,
+                value: 0x1bffff,
+            },
+            snp_req_certs: mem_enc_cap {
+                status: 3,
+                err: -6,
+                value: 0x0,
+            },
+            sev_null_probe: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1,
+            },
+            tdx_supported_attrs: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            tdx_supported_xfam: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            tdx_cpuid_configs: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            guest_memfd: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1,
+            },
+            memory_attributes: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x8,
+            },
             ..Default::default()
         };
         c.summarize();
@@ -1105,17 +1193,61 @@ mod tests {
         let mut c = mem_enc_caps {
             size: size_of::<mem_enc_caps>() as u32,
             vendor: 1,
-            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
-            vm_types: mem_enc_cap { status: 1, err: 0, value: 0x1d },
-            sev_vmsa_features: mem_enc_cap { status: 1, err: 0, value: 0x220 },
-            snp_policy_bits: mem_enc_cap { status: 1, err: 0, value: 0x3fbffff },
-            snp_req_certs: mem_enc_cap { status: 1, err: 0, value: 0x1 },
-            sev_null_probe: mem_enc_cap { status: 1, err: 0, value: 0x1 },
-            tdx_supported_attrs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            tdx_supported_xfam: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            tdx_cpuid_configs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            guest_memfd: mem_enc_cap { status: 1, err: 0, value: 0x1 },
-            memory_attributes: mem_enc_cap { status: 1, err: 0, value: 0x8 },
+            api_version: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0xc,
+            },
+            vm_types: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1d,
+            },
+            sev_vmsa_features: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x220,
+            },
+            snp_policy_bits: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x3fbffff,
+            },
+            snp_req_certs: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1,
+            },
+            sev_null_probe: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1,
+            },
+            tdx_supported_attrs: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            tdx_supported_xfam: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            tdx_cpuid_configs: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            guest_memfd: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1,
+            },
+            memory_attributes: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x8,
+            },
             ..Default::default()
         };
         c.summarize();
@@ -1127,17 +1259,61 @@ mod tests {
         let mut c = mem_enc_caps {
             size: size_of::<mem_enc_caps>() as u32,
             vendor: 2,
-            api_version: mem_enc_cap { status: 1, err: 0, value: 0xc },
-            vm_types: mem_enc_cap { status: 1, err: 0, value: 0x21 },
-            sev_vmsa_features: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            snp_policy_bits: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            snp_req_certs: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            sev_null_probe: mem_enc_cap { status: 2, err: 0, value: 0x0 },
-            tdx_supported_attrs: mem_enc_cap { status: 1, err: 0, value: 0x10000000 },
-            tdx_supported_xfam: mem_enc_cap { status: 1, err: 0, value: 0x61be7 },
-            tdx_cpuid_configs: mem_enc_cap { status: 1, err: 0, value: 0x5 },
-            guest_memfd: mem_enc_cap { status: 1, err: 0, value: 0x1 },
-            memory_attributes: mem_enc_cap { status: 1, err: 0, value: 0x8 },
+            api_version: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0xc,
+            },
+            vm_types: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x21,
+            },
+            sev_vmsa_features: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            snp_policy_bits: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            snp_req_certs: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            sev_null_probe: mem_enc_cap {
+                status: 2,
+                err: 0,
+                value: 0x0,
+            },
+            tdx_supported_attrs: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x10000000,
+            },
+            tdx_supported_xfam: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x61be7,
+            },
+            tdx_cpuid_configs: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x5,
+            },
+            guest_memfd: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x1,
+            },
+            memory_attributes: mem_enc_cap {
+                status: 1,
+                err: 0,
+                value: 0x8,
+            },
             ..Default::default()
         };
         c.summarize();

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput};
 use memenc::capi::mem::*;
 use memenc::capi::sev::*;
-use memenc_sim::compat::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc::negotiate::*;
+use memenc::trace::mem_enc_trace_event;
+use memenc_sim::compat::*;
 use memenc_sim::model::measure::{TDX_MEASURED_PAGE_STREAM, TdxPageStream};
 use memenc_sim::model::page_hash;
-use memenc::trace::mem_enc_trace_event;
 use sha2::{Digest, Sha384};
 
 #[path = "../tests/sim_util/mod.rs"]

@@ -14,8 +14,8 @@ use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc::fwerr::Stage;
 use memenc::helpers::{mem, snp, tdx};
-use memenc_sim::inprocess::{self as sim, Effect};
 use memenc::uapi::{self, sev_id, tdx_id};
+use memenc_sim::inprocess::{self as sim, Effect};
 use sim_util::{gpaw48, td_init_args};
 
 mod sim_util;

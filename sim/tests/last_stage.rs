@@ -11,10 +11,10 @@ use memenc::capi::fwerr::*;
 use memenc::capi::mem::*;
 use memenc::capi::op::*;
 use memenc::capi::probe::*;
-use memenc_sim::compat::*;
 use memenc::capi::vm::*;
 use memenc::negotiate::*;
 use memenc::probe::mem_enc_caps;
+use memenc_sim::compat::*;
 
 const NONE: u32 = MEM_ENC_STAGE_NONE;
 const MEMENC: u32 = MEM_ENC_STAGE_MEMENC;

@@ -10,10 +10,10 @@ use std::ptr::null;
 
 use memenc::capi::probe::*;
 use memenc::capi::sev::*;
-use memenc_sim::compat::*;
 use memenc::capi::vm::*;
 use memenc::negotiate::*;
 use memenc::probe::*;
+use memenc_sim::compat::*;
 
 const CAPS_SIZE: usize = size_of::<mem_enc_caps>();
 const REQ_SIZE: usize = size_of::<mem_enc_launch_request>();

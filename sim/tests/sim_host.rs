@@ -6,8 +6,8 @@ mod sim_util;
 
 use std::os::fd::AsRawFd;
 
-use memenc_sim::compat::*;
 use memenc::uapi::*;
+use memenc_sim::compat::*;
 use sim_util::*;
 
 /// The tests here open and close descriptors and one of them checks what a just-closed number
@@ -216,7 +216,7 @@ fn probing_answers_per_profile() {
         Result<i32, i32>,
         Result<i32, i32>,
     );
-    let expect: [Row; 6] = [
+    let expect: [Row; 8] = [
         // profile, VM_TYPES, MEMORY_ATTRIBUTES, attr 0, attr 1, attr 2
         (
             "none",
@@ -242,7 +242,24 @@ fn probing_answers_per_profile() {
             Err(libc::ENXIO),
             Err(libc::ENXIO),
         ),
-        ("snp@6.18", 0x1D, 8, Ok(0x220), Ok(0x3FB_FFFF), Ok(1)),
+        // Attr 1 arrived in 6.19, attr 2 in 7.0.
+        (
+            "snp@6.18",
+            0x1D,
+            8,
+            Ok(0x220),
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+        ),
+        (
+            "snp@6.19",
+            0x1D,
+            8,
+            Ok(0x220),
+            Ok(0x3FB_FFFF),
+            Err(libc::ENXIO),
+        ),
+        ("snp@7.0", 0x1D, 8, Ok(0x220), Ok(0x3FB_FFFF), Ok(1)),
         (
             "tdx@6.16",
             0x21,
@@ -314,7 +331,8 @@ fn probing_answers_per_profile() {
     assert_eq!(
         names,
         [
-            "none", "sev@6.1", "snp@6.11", "snp@6.18", "tdx@6.16", "tdx@6.19"
+            "none", "sev@6.1", "snp@6.11", "snp@6.18", "tdx@6.16", "tdx@6.19", "snp@6.19",
+            "snp@7.0"
         ]
     );
 }

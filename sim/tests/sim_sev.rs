@@ -5,9 +5,9 @@
 mod sim_util;
 
 use hmac::{KeyInit, Mac};
-use memenc_sim::compat::*;
 use memenc::uapi::{sev_id as id, *};
 use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY};
+use memenc_sim::compat::*;
 use sha2::{Digest, Sha256, Sha384};
 use sim_util::*;
 
@@ -449,7 +449,7 @@ impl Ld {
 
 #[test]
 fn snp_launch_flow_and_launch_digest_known_answer() {
-    for profile in ["snp@6.11", "snp@6.18"] {
+    for profile in ["snp@6.11", "snp@6.18", "snp@6.19", "snp@7.0"] {
         println!("simulated host: {profile}");
         let vm = new_vm(profile, KVM_X86_SNP_VM);
         let sev = sev_dev(&vm);
@@ -498,10 +498,10 @@ fn snp_launch_flow_and_launch_digest_known_answer() {
         let secure_tsc = op(&vm, id::INIT2, ptr(&mut init), None).0;
         assert_eq!(
             secure_tsc,
-            if profile == "snp@6.18" {
-                Ok(())
-            } else {
+            if profile == "snp@6.11" {
                 Err(EINVAL)
+            } else {
+                Ok(())
             }
         );
         let (vm, sev) = if secure_tsc.is_ok() {
@@ -549,11 +549,22 @@ fn snp_launch_flow_and_launch_digest_known_answer() {
             assert_eq!(snp_start(&vm, &sev, 0x30000), Err(EINVAL));
             continue;
         }
-        assert_eq!(
-            snp_start(&vm, &sev, 1 << 21 | 0x30000),
-            Ok(()),
-            "CXL_ALLOW is in 6.18's mask"
-        );
+        if profile == "snp@6.18" {
+            // 6.18 still has the static mask: bit 21 (CXL_ALLOW) is refused before a context
+            // exists, so a valid START then succeeds.
+            assert_eq!(
+                snp_start(&vm, &sev, 1 << 21 | 0x30000),
+                Err(EINVAL),
+                "CXL_ALLOW is not in 6.18's mask"
+            );
+            assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
+        } else {
+            assert_eq!(
+                snp_start(&vm, &sev, 1 << 21 | 0x30000),
+                Ok(()),
+                "CXL_ALLOW is in {profile}'s mask"
+            );
+        }
         assert_eq!(
             snp_start(&vm, &sev, 0x30000),
             Err(EINVAL),
@@ -817,8 +828,8 @@ fn snp_launch_digest_over_many_pages_known_answer() {
 
 #[test]
 fn snp_finish_with_matching_id_block_and_req_certs() {
-    println!("simulated host: snp@6.18");
-    let (vm, sev) = snp_vm("snp@6.18");
+    println!("simulated host: snp@7.0");
+    let (vm, sev) = snp_vm("snp@7.0");
     assert_eq!(op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0, Ok(()));
     assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
     let _v = vcpu(&vm, 0).unwrap();
@@ -848,25 +859,56 @@ fn snp_finish_with_matching_id_block_and_req_certs() {
     let _g = private_slot(&vm, 0, 0, PAGE, &backing);
     let (r, _, error) = snp_update(&vm, &sev, 0, 0, PAGE, 3);
     assert_eq!((r, error), (Err(EIO), SEV_RET_INVALID_GUEST_STATE));
-    // 6.11 has no REQ_CERTS.
-    let (vm, _sev) = snp_vm("snp@6.11");
-    assert_eq!(op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0, Err(EINVAL));
+    // REQ_CERTS is 7.0's: 6.11, 6.18 and 6.19 answer id 103 with the default -EINVAL.
+    for profile in ["snp@6.11", "snp@6.18", "snp@6.19"] {
+        let (vm, _sev) = snp_vm(profile);
+        assert_eq!(
+            op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0,
+            Err(EINVAL),
+            "{profile}"
+        );
+    }
 }
 
+/// A1: SNP_LAUNCH_UPDATE of a NORMAL page from a NULL or an unaligned source, as each
+/// kernel answers it. Up to 6.19 `snp_launch_update` checks neither: NULL reaches
+/// `sev_gmem_post_populate`'s `WARN_ON_ONCE(!src)` (-EINVAL for page 0, which the caller
+/// turns into -EIO with `error` untouched, 0), and an unaligned source is copied and measured
+/// from where it points. 7.0 adds `!PAGE_ALIGNED(src)` -> -EINVAL up front; NULL is aligned,
+/// so it still ends in the WARN's -EIO.
 #[test]
-fn snp_6_18_checks_uaddr_and_6_11_does_not() {
-    for (profile, want) in [("snp@6.18", Err(EINVAL)), ("snp@6.11", Ok(()))] {
+fn snp_launch_update_null_and_unaligned_source_per_kernel() {
+    for profile in ["snp@6.11", "snp@6.18", "snp@6.19", "snp@7.0"] {
         println!("simulated host: {profile}");
         let (vm, sev) = snp_vm(profile);
         assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
         let backing = Mem::new(PAGE as usize);
         let _g = private_slot(&vm, 0, 0, PAGE, &backing);
-        let src = Mem::new(2 * PAGE as usize);
-        assert_eq!(
-            snp_update(&vm, &sev, 0, src.addr + 8, PAGE, 1).0,
-            want,
-            "unaligned uaddr"
-        );
+        let start = digest(&vm).unwrap();
+        let (r, u, error) = snp_update(&vm, &sev, 0, 0, PAGE, 1);
+        assert_eq!((r, error), (Err(EIO), 0), "{profile}: NULL source");
+        assert_eq!((u.gfn_start, u.len), (0, PAGE), "{profile}: no progress");
+        assert_eq!(digest(&vm).unwrap(), start, "{profile}: nothing measured");
+
+        let mut src = Mem::new(2 * PAGE as usize);
+        for (i, b) in src.bytes().iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let (r, u, error) = snp_update(&vm, &sev, 0, src.addr + 8, PAGE, 1);
+        if profile == "snp@7.0" {
+            assert_eq!((r, error), (Err(EINVAL), 0), "{profile}: unaligned");
+            assert_eq!(digest(&vm).unwrap(), start, "{profile}: nothing measured");
+        } else {
+            assert_eq!(r, Ok(()), "{profile}: unaligned accepted");
+            assert_eq!((u.gfn_start, u.uaddr), (1, src.addr + 8 + PAGE));
+            let mut ld = Ld(start[..48].try_into().unwrap());
+            ld.page(1, 0, Some(&src.bytes()[8..8 + PAGE as usize]));
+            assert_eq!(
+                digest(&vm),
+                Ok(ld.0.to_vec()),
+                "{profile}: the unaligned bytes"
+            );
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 
 mod sim_util;
 
-use memenc_sim::compat::*;
 use memenc::uapi::{tdx_id as id, *};
 use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY, MEM_ENC_TDX_MEASURE_MEMORY_REGION};
+use memenc_sim::compat::*;
 use sha2::{Digest, Sha384};
 use sim_util::*;
 

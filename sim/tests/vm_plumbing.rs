@@ -11,9 +11,9 @@ use std::os::fd::RawFd;
 use memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION;
 use memenc::capi::fwerr::*;
 use memenc::capi::mem::*;
-use memenc_sim::compat::*;
 use memenc::capi::tdx::*;
 use memenc::capi::vm::*;
+use memenc_sim::compat::*;
 use sha2::{Digest, Sha384};
 use sim_util::{Mem, gpaw48, td_init_args};
 

@@ -48,7 +48,8 @@ pub fn simulated(fd: RawFd) -> bool {
 
 /// Whether `host` is the installed route.
 pub fn installed_is(host: &'static dyn Host) -> bool {
-    HOST.get().is_some_and(|h| core::ptr::addr_eq(*h as *const dyn Host, host as *const dyn Host))
+    HOST.get()
+        .is_some_and(|h| core::ptr::addr_eq(*h as *const dyn Host, host as *const dyn Host))
 }
 
 /// Issues `ioctl(fd, request, arg)`, `arg` being a pointer or an immediate as the request

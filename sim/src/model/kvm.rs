@@ -12,8 +12,8 @@ use super::user;
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Slot, Vcpu, Vm};
 use super::{sev, tdx};
 use memenc::Errno;
-use memenc::uapi::*;
 use memenc::Vendor;
+use memenc::uapi::*;
 
 fn err<T>(e: i32) -> Result<T, Errno> {
     Err(Errno(e))
@@ -71,7 +71,7 @@ fn system_attr(profile: &Profile, group: u32, attr: u64) -> Result<u64, Errno> {
     match (group, attr) {
         (KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES) => Ok(sev.vmsa_features),
         (KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS) if sev.policy_bits_attr => {
-            Ok(sev.snp_policy_bits)
+            Ok(sev.supported_policy_bits())
         }
         (KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS) if sev.req_certs => Ok(u64::from(sev.snp)),
         _ => err(libc::ENXIO),

@@ -10,7 +10,9 @@
 
 use super::fault::{Effect, generic_errno};
 use super::measure::{SNP_PAGE_NORMAL, SNP_PAGE_VMSA, SNP_VMSA_GPA, SevDigest, SnpDigest};
-use super::profile::{Profile, SVM_SEV_FEAT_SECURE_TSC, SVM_SEV_FEAT_SNP_ACTIVE, SevCaps};
+use super::profile::{
+    Profile, SVM_SEV_FEAT_SECURE_TSC, SVM_SEV_FEAT_SNP_ACTIVE, SevCaps, UaddrCheck,
+};
 use super::registry;
 use super::user::{self, Envelope};
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Vm};
@@ -856,7 +858,7 @@ fn snp_launch_start(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Re
         // 6.11: the context is created first and outlives a failed check below.
         create_context(vm, ctx)?;
         if p.flags != 0
-            || p.policy & !caps.snp_policy_bits != 0
+            || p.policy & !caps.supported_policy_bits() != 0
             || p.policy & SNP_POLICY_RSVD_MBO == 0
             || p.policy & SNP_POLICY_SINGLE_SOCKET != 0
             || p.policy & SNP_POLICY_SMT == 0
@@ -865,7 +867,7 @@ fn snp_launch_start(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Re
         }
     } else {
         if p.flags != 0
-            || p.policy & !caps.snp_policy_bits != 0
+            || p.policy & !caps.supported_policy_bits() != 0
             || p.policy & SNP_POLICY_RSVD_MBO == 0
         {
             return err(libc::EINVAL);
@@ -894,7 +896,13 @@ fn snp_launch_update(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> R
     }
     let zero = p.type_ == SNP_PAGE_ZERO;
     let src = if zero { 0 } else { p.uaddr };
-    if caps.snp_update_checks_uaddr && !zero && (src == 0 || src % PAGE_SIZE != 0) {
+    // The up-front source check differs by kernel (see `UaddrCheck`).
+    let refused = match caps.snp_update_uaddr {
+        UaddrCheck::None => false,
+        UaddrCheck::Aligned => src % PAGE_SIZE != 0,
+        UaddrCheck::NullAndAligned => src == 0 || src % PAGE_SIZE != 0,
+    };
+    if !zero && refused {
         return err(libc::EINVAL);
     }
     let npages = vm.gmem_pages_from(p.gfn_start, p.len / PAGE_SIZE)?;
@@ -983,7 +991,9 @@ fn snp_populate_page(
             reader.page(addr, reachable)?;
             None
         }
-        // The kernel WARNs and refuses a missing source for a page that needs one.
+        // A NULL source for a page that needs one: `sev_gmem_post_populate`'s
+        // WARN_ON_ONCE (a host WARN splat, a panic under panic_on_warn) and -EINVAL, which
+        // `snp_launch_update` turns into -EIO with `error` 0 (no firmware call).
         None if page_type != SNP_PAGE_ZERO => return err(libc::EINVAL),
         None => None,
     };

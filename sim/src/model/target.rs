@@ -78,7 +78,10 @@ mod tests {
         assert_eq!(u64::from_le_bytes(b), value);
         assert_eq!(read_user(0, &mut b), None);
         let mut target = [0u8; 4];
-        assert_eq!(write_user(target.as_mut_ptr() as u64, &[1, 2, 3, 4]), Some(()));
+        assert_eq!(
+            write_user(target.as_mut_ptr() as u64, &[1, 2, 3, 4]),
+            Some(())
+        );
         assert_eq!(target, [1, 2, 3, 4]);
         assert_eq!(write_user(16, &[1]), None);
     }

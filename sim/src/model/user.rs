@@ -5,8 +5,8 @@
 use core::mem::{MaybeUninit, size_of};
 
 use super::page_hash;
-use memenc::Errno;
 use super::target as host;
+use memenc::Errno;
 use memenc::uapi;
 
 /// Plain kernel structs: every bit pattern is a valid value and there are no implicit padding

@@ -5,9 +5,9 @@
 use std::ffi::CString;
 use std::os::fd::{BorrowedFd, RawFd};
 
-use memenc_sim::compat::*;
 use memenc::uapi::*;
 use memenc::{Errno, mem_enc_cmd};
+use memenc_sim::compat::*;
 
 pub const PAGE: u64 = 4096;
 
