@@ -488,3 +488,36 @@ fn a_failed_finalize_kills_the_vm() {
     assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Err(EINTR));
     assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Ok(()));
 }
+
+/// A3: 6.16 and 6.19 `tdx_vcpu_init_mem_region` validate alignment, count, wrap and private
+/// GPAs only, so `source_addr` 0 passes; the first page's `get_user_pages_fast(0)` in
+/// `tdx_gmem_post_populate` is -EFAULT, the loop stops, the region goes back unchanged.
+#[test]
+fn init_mem_region_null_source_is_efault_at_the_first_page() {
+    for profile in PROFILES {
+        println!("simulated host: {profile}");
+        let vm = td(profile);
+        let v = td_vcpu(&vm);
+        let base = 0x8000_0000u64;
+        let backing = Mem::new(2 * PAGE as usize);
+        let _g = private_slot(&vm, 0, base, 2 * PAGE, &backing);
+        let before = digest(&vm).unwrap();
+        let mut r = kvm_tdx_init_mem_region {
+            source_addr: 0,
+            gpa: base,
+            nr_pages: 2,
+        };
+        let m = MEM_ENC_TDX_MEASURE_MEMORY_REGION;
+        assert_eq!(
+            op_flags(&v, id::INIT_MEM_REGION, m, ptr(&mut r), None).0,
+            Err(EFAULT),
+            "{profile}"
+        );
+        assert_eq!(
+            (r.source_addr, r.gpa, r.nr_pages),
+            (0, base, 2),
+            "{profile}"
+        );
+        assert_eq!(digest(&vm).unwrap(), before, "{profile}: nothing added");
+    }
+}

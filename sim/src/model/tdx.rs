@@ -391,7 +391,6 @@ fn init_mem_region(
     cmd: &Envelope,
     fault: &mut Option<Effect>,
 ) -> Result<(), Errno> {
-    let caps = caps(vm)?;
     if !vm.vcpus[index].tdx_initialized || vm.tdx.td == Td::Runnable {
         return err(libc::EINVAL);
     }
@@ -406,12 +405,13 @@ fn init_mem_region(
         .checked_mul(PAGE_SIZE)
         .and_then(|len| region.gpa.checked_add(len));
     let private = |gpa: u64| gpa & shared_bit == 0;
+    // 6.16 and 6.19 do not refuse `source_addr` 0 here: the first page's GUP of it is
+    // -EFAULT below (the up-front -EINVAL for a NULL source is a later kernel's).
     let bad = region.source_addr % PAGE_SIZE != 0
         || region.gpa % PAGE_SIZE != 0
         || region.nr_pages == 0
         || end.is_none_or(|e| e <= region.gpa || !private(e - 1))
-        || !private(region.gpa)
-        || (caps.rework_6_19 && region.source_addr == 0);
+        || !private(region.gpa);
     if bad {
         return err(libc::EINVAL);
     }
