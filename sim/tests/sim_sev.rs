@@ -1044,3 +1044,39 @@ fn sev_migration_commands() {
 fn vm_from(profile: &str) -> Fd {
     new_vm(profile, 0)
 }
+
+/// A4/B3: SEV vCPU locking (`kvm_lock_all_vcpus`, the older per-vCPU `mutex_lock_killable`)
+/// fails only on a fatal signal (-EINTR); no SEV kernel returns -EBUSY there, so the model
+/// refuses a busy fault on SEV VMs. SNP_LAUNCH_FINISH takes the vCPU locks only from 7.0
+/// (6.17-era `snp_launch_finish` takes none, so a pending signal changes nothing).
+#[test]
+fn sev_vcpu_locking_is_killable_only() {
+    for profile in ["sev@6.1", "snp@6.18", "snp@7.0"] {
+        let vm = new_vm(profile, 0);
+        let f = mem_enc_sim_fault {
+            kind: MEM_ENC_SIM_FAULT_EBUSY,
+            cmd_id: id::LAUNCH_UPDATE_VMSA,
+            nth: 1,
+            count: 1,
+            value: 0,
+        };
+        // SAFETY: a valid struct and its size.
+        let r = unsafe { mem_enc_sim_inject(vm.0, &f, size_of::<mem_enc_sim_fault>()) };
+        assert_eq!(r, -EINVAL, "{profile}: no SEV path gives -EBUSY");
+    }
+    // (snp@6.19 is left out: when SNP_LAUNCH_FINISH started locking vCPUs is unverified.)
+    for (profile, want) in [("snp@6.18", Ok(())), ("snp@7.0", Err(EINTR))] {
+        println!("simulated host: {profile}");
+        let (vm, sev) = snp_vm(profile);
+        assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
+        let _v = vcpu(&vm, 0).unwrap();
+        inject(&vm, MEM_ENC_SIM_FAULT_EINTR, id::SNP_LAUNCH_FINISH, 1, 1, 0);
+        let mut f = kvm_sev_snp_launch_finish::default();
+        let (r, _) = op(&vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(&sev));
+        assert_eq!(r, want, "{profile}: signal at SNP_LAUNCH_FINISH");
+        if r.is_err() {
+            let (r, _) = op(&vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(&sev));
+            assert_eq!(r, Ok(()), "{profile}: nothing was done before the lock");
+        }
+    }
+}

@@ -45,7 +45,8 @@ pub struct SevCaps {
     /// What SNP_LAUNCH_UPDATE checks of a non-ZERO page's `uaddr` before populating.
     pub snp_update_uaddr: UaddrCheck,
     /// SNP_LAUNCH_FINISH takes every vCPU's mutex (`kvm_lock_all_vcpus`, killable: -EINTR)
-    /// around `snp_launch_update_vmsa`; the 6.17-era code takes none.
+    /// around `snp_launch_update_vmsa`; the 6.17-era code takes none. (Set from 7.0; whether
+    /// 6.19 already does is unverified.)
     pub snp_finish_locks_vcpus: bool,
     /// `sev_es_sync_vmsa` refuses a vCPU whose state is already protected (-EINVAL); newer
     /// than every profile, so a second LAUNCH_UPDATE_VMSA re-syncs and re-measures.

@@ -251,7 +251,7 @@ fn handle(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx) -> Result<(), Errno> {
         id::RECEIVE_FINISH => simple(vm, ctx, Guest::Receiving, Guest::Running),
         id::SNP_LAUNCH_START => snp_launch_start(vm, caps, ctx, data),
         id::SNP_LAUNCH_UPDATE => snp_launch_update(vm, caps, ctx, data),
-        id::SNP_LAUNCH_FINISH => snp_launch_finish(vm, ctx, data),
+        id::SNP_LAUNCH_FINISH => snp_launch_finish(vm, caps, ctx, data),
         id::SNP_ENABLE_REQ_CERTS => enable_req_certs(vm, ctx),
         _ => err(libc::EINVAL),
     }
@@ -506,13 +506,15 @@ pub fn vmsa_page(sev_features: u64, vm_type: u32) -> Vec<u8> {
     page
 }
 
-/// The vCPU-lock step of LAUNCH_UPDATE_VMSA and SNP_LAUNCH_FINISH: `kvm_lock_all_vcpus` is
-/// killable (-EINTR); a vCPU creation in flight is -EBUSY.
+/// The vCPU-lock step of LAUNCH_UPDATE_VMSA and SNP_LAUNCH_FINISH (`kvm_lock_all_vcpus`, or
+/// the older per-vCPU `mutex_lock_killable`): a fatal signal is -EINTR, nothing else fails.
+/// (No SEV kernel has an -EBUSY "vCPU being created" check here; only an unmerged patch.)
 fn lock_all_vcpus(ctx: &mut Ctx) -> Result<(), Errno> {
-    match ctx.fault {
-        Some(Effect::Signal) | Some(Effect::Busy) => ctx.generic_fault(),
-        _ => Ok(()),
+    if ctx.fault == Some(Effect::Signal) {
+        ctx.fault = None;
+        return err(libc::EINTR);
     }
+    Ok(())
 }
 
 fn launch_update_vmsa(vm: &mut Vm, ctx: &mut Ctx) -> Result<(), Errno> {
@@ -1023,7 +1025,7 @@ fn snp_populate_page(
     Ok(())
 }
 
-fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
+fn snp_launch_finish(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
     if !vm.sev.snp_guest() {
         return err(libc::ENOTTY);
     }
@@ -1034,7 +1036,12 @@ fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno>
     if p.flags != 0 {
         return err(libc::EINVAL);
     }
-    lock_all_vcpus(ctx)?;
+    if caps.snp_finish_locks_vcpus {
+        lock_all_vcpus(ctx)?;
+    } else if ctx.fault == Some(Effect::Signal) {
+        // 6.17-era snp_launch_finish takes no vCPU lock and checks no signal: no effect.
+        ctx.fault = None;
+    }
     // snp_launch_update_vmsa(): every vCPU's VMSA, through the caller's sev_fd.
     let vmsa: [u8; 48] = Sha384::digest(vmsa_page(vm.sev.vmsa_features, vm.vm_type)).into();
     let sev_fd = ctx.cmd.sev_fd();
