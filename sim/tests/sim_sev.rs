@@ -481,11 +481,14 @@ fn snp_launch_flow_and_launch_digest_known_answer() {
             ghcb_version: 1,
             ..Default::default()
         };
-        assert_eq!(
-            op(&vm, id::INIT2, ptr(&mut init), None).0,
-            Err(EINVAL),
-            "SNP needs GHCB v2"
-        );
+        // (6.11 accepts it: snp_init2_ghcb_version_1_per_kernel.)
+        if profile != "snp@6.11" {
+            assert_eq!(
+                op(&vm, id::INIT2, ptr(&mut init), None).0,
+                Err(EINVAL),
+                "SNP needs GHCB v2"
+            );
+        }
         init = kvm_sev_init {
             ghcb_version: 3,
             ..Default::default()
@@ -1078,5 +1081,27 @@ fn sev_vcpu_locking_is_killable_only() {
             let (r, _) = op(&vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(&sev));
             assert_eq!(r, Ok(()), "{profile}: nothing was done before the lock");
         }
+    }
+}
+
+/// B5: `__sev_guest_init`'s `snp_active && ghcb_version < 2` -> -EINVAL came with the
+/// Secure TSC series (PATCH v11 2/8, Aug 2025, 6.18); 6.11 accepts GHCB version 1 for SNP.
+#[test]
+fn snp_init2_ghcb_version_1_per_kernel() {
+    for (profile, want) in [
+        ("snp@6.11", Ok(())),
+        ("snp@6.18", Err(EINVAL)),
+        ("snp@7.0", Err(EINVAL)),
+    ] {
+        let vm = new_vm(profile, KVM_X86_SNP_VM);
+        let mut init = kvm_sev_init {
+            ghcb_version: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            op(&vm, id::INIT2, ptr(&mut init), None).0,
+            want,
+            "{profile}"
+        );
     }
 }

@@ -343,7 +343,10 @@ fn guest_init(
     } else {
         ghcb_version
     };
-    if snp && ghcb_version < 2 {
+    // "KVM: SEV: Enforce minimum GHCB version requirement for SEV-SNP guests" (Aug 2025,
+    // with Secure TSC: 6.18); 6.11 lets an SNP guest start with GHCB version 1.
+    let min2 = vm.profile.sev().is_some_and(|c| c.snp_ghcb_min2);
+    if snp && min2 && ghcb_version < 2 {
         return err(libc::EINVAL);
     }
     if vm.sev.active {
