@@ -521,3 +521,31 @@ fn init_mem_region_null_source_is_efault_at_the_first_page() {
         assert_eq!(digest(&vm).unwrap(), before, "{profile}: nothing added");
     }
 }
+
+/// B9: a TDH.MNG.INIT failure other than OPERAND_INVALID goes through KVM_BUG_ON: -EIO, and
+/// the VM is dead from then on (later ioctls -EIO).
+#[test]
+fn init_vm_module_failure_kills_the_vm() {
+    for profile in PROFILES {
+        let vm = new_vm(profile, KVM_X86_TDX_VM);
+        inject(
+            &vm,
+            MEM_ENC_SIM_FAULT_FW_STATUS,
+            id::INIT_VM,
+            1,
+            1,
+            0xC000_0B00_0000_0000,
+        );
+        let mut b = init_vm_buf(1 << 28, 0xE7, &gpaw48());
+        let ret = op(&vm, id::INIT_VM, b.as_mut_ptr() as u64, None).0;
+        assert_eq!(ret, Err(EIO), "{profile}");
+        let mut b = init_vm_buf(1 << 28, 0xE7, &gpaw48());
+        let again = op(&vm, id::INIT_VM, b.as_mut_ptr() as u64, None).0;
+        assert_eq!(again, Err(EIO), "{profile}: dead");
+        assert_eq!(
+            raw(vm.0, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES),
+            Err(EIO),
+            "{profile}: dead"
+        );
+    }
+}

@@ -256,7 +256,7 @@ fn init_vm(
     match fault.take() {
         // TDH.MNG.KEY.CONFIG / TDH.MNG.CREATE out of entropy: retry, nothing in hw_error.
         Some(Effect::Again) => return err(libc::EAGAIN),
-        Some(Effect::FwStatus(s)) => return mng_init_failed(cmd, s),
+        Some(Effect::FwStatus(s)) => return mng_init_failed(vm, cmd, s),
         other => {
             *fault = other;
             take_generic(fault)?;
@@ -275,6 +275,7 @@ fn init_vm(
     });
     if outside {
         return mng_init_failed(
+            vm,
             cmd,
             status::OPERAND_INVALID | status::OPERAND_ID_CPUID_CONFIG,
         );
@@ -290,12 +291,14 @@ fn init_vm(
 }
 
 /// TDH.MNG.INIT failed with `status`: an invalid operand is reported (-EINVAL with the
-/// status in `hw_error`); anything else is -EIO.
-fn mng_init_failed(cmd: &mut Envelope, status: u64) -> Result<(), Errno> {
+/// status in `hw_error`); anything else is -EIO through KVM_BUG_ON in `tdx_td_init`, which
+/// makes the VM dead (every later ioctl -EIO).
+fn mng_init_failed(vm: &mut Vm, cmd: &mut Envelope, status: u64) -> Result<(), Errno> {
     if status & status::MASK == status::OPERAND_INVALID {
         cmd.set_hw_error(status);
         err(libc::EINVAL)
     } else {
+        vm.dead = true;
         err(libc::EIO)
     }
 }
