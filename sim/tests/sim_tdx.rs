@@ -549,3 +549,36 @@ fn init_vm_module_failure_kills_the_vm() {
         );
     }
 }
+
+/// B8: 6.16 `tdx_td_finalize` is -EINVAL while `nr_premapped` is non-zero: a page
+/// INIT_MEM_REGION mapped but whose PAGE.ADD failed. Adding it later clears it. 6.19 has no
+/// such count.
+#[test]
+fn finalize_waits_for_premapped_pages_on_6_16() {
+    for profile in PROFILES {
+        println!("simulated host: {profile}");
+        let vm = td(profile);
+        let v = td_vcpu(&vm);
+        let base = 0x8000_0000u64;
+        let backing = Mem::new(PAGE as usize);
+        let _g = private_slot(&vm, 0, base, PAGE, &backing);
+        let src = Mem::new(PAGE as usize);
+        let region = || kvm_tdx_init_mem_region {
+            source_addr: src.addr,
+            gpa: base,
+            nr_pages: 1,
+        };
+        inject(&vm, MEM_ENC_SIM_FAULT_EBUSY, id::INIT_MEM_REGION, 1, 1, 0);
+        let mut r = region();
+        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EBUSY));
+        let fin = op(&vm, id::FINALIZE_VM, 0, None).0;
+        if profile == "tdx@6.16" {
+            assert_eq!(fin, Err(EINVAL), "{profile}: a premapped page");
+            let mut r = region();
+            assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Ok(()));
+            assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Ok(()), "{profile}");
+        } else {
+            assert_eq!(fin, Ok(()), "{profile}");
+        }
+    }
+}

@@ -54,6 +54,9 @@ pub struct State {
     pub gpaw: u32,
     pub cpuid: Vec<kvm_cpuid_entry2>,
     pub mrtd: Mrtd,
+    /// 6.16's `nr_premapped`: GFNs INIT_MEM_REGION mapped whose PAGE.ADD failed (a later
+    /// successful add of the same GFN takes it out again).
+    pub premapped: std::collections::BTreeSet<u64>,
 }
 
 impl State {
@@ -307,6 +310,10 @@ fn finalize_vm(vm: &mut Vm, cmd: &mut Envelope, fault: &mut Option<Effect>) -> R
     if vm.tdx.td != Td::Initialized {
         return err(libc::EINVAL);
     }
+    // 6.16 `tdx_td_finalize`: pages mapped but never added (nr_premapped) block it.
+    if caps(vm)?.premap_count && !vm.tdx.premapped.is_empty() {
+        return err(libc::EINVAL);
+    }
     let seamcall = match fault.take() {
         Some(Effect::Busy) => status::OPERAND_BUSY,
         Some(Effect::FwStatus(s)) => s,
@@ -477,12 +484,19 @@ fn add_page(
             0
         }
     };
+    // 6.16 maps the page (kvm_tdp_map_page, counted in nr_premapped) before PAGE.ADD and
+    // uncounts it only when the add succeeds.
+    let premap = caps(vm)?.premap_count;
+    if seamcall != 0 && premap {
+        vm.tdx.premapped.insert(gfn);
+    }
     if seamcall & status::MASK == status::OPERAND_BUSY {
         return err(libc::EBUSY);
     }
     if seamcall != 0 {
         return err(libc::EIO);
     }
+    vm.tdx.premapped.remove(&gfn);
     match measure {
         Some(scratch) => vm.tdx.mrtd.page_add_measured(gpa, page, scratch),
         None => vm.tdx.mrtd.page_add(gpa),
