@@ -527,8 +527,11 @@ fn launch_update_vmsa(vm: &mut Vm, ctx: &mut Ctx) -> Result<(), Errno> {
     lock_all_vcpus(ctx)?;
     ctx.generic_fault()?;
     let page = vmsa_page(vm.sev.vmsa_features, vm.vm_type);
+    let guard = vm.profile.sev().is_some_and(|c| c.vmsa_protected_guard);
     for i in 0..vm.vcpus.len() {
-        if vm.vcpus[i].protected {
+        // Only the newest kernels refuse an already protected vCPU (`sev_es_sync_vmsa`);
+        // up to 7.0 it is re-synced, re-encrypted and measured again.
+        if guard && vm.vcpus[i].protected {
             return err(libc::EINVAL);
         }
         let sev = &vm.sev;
