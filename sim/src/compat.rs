@@ -14,7 +14,8 @@ pub const MEM_ENC_SIM_FAULT_PROGRESS: u32 = 1;
 pub const MEM_ENC_SIM_FAULT_EINTR: u32 = 2;
 /// Fault kind: TDX INIT_VM runs out of entropy; other commands -EAGAIN.
 pub const MEM_ENC_SIM_FAULT_EAGAIN: u32 = 3;
-/// Fault kind: busy (TDX_OPERAND_BUSY; other commands -EBUSY at their start).
+/// Fault kind: busy (TDX only: TDX_OPERAND_BUSY, or -EBUSY where a TDX kernel has one;
+/// refused on SEV VMs, which have no such path).
 pub const MEM_ENC_SIM_FAULT_EBUSY: u32 = 4;
 /// Fault kind: the command's (first) firmware call returns status `value`.
 pub const MEM_ENC_SIM_FAULT_FW_STATUS: u32 = 5;

@@ -695,9 +695,10 @@ fn sev_running(policy: u32) -> (Fd, Fd, Mem) {
     (vm, sev, image)
 }
 
-/// snp@6.18 SNP VM after INIT2 (and SNP_LAUNCH_START when `start`), private memory at GPA 0.
+/// snp@7.0 SNP VM (the profile with id 103) after INIT2 (and SNP_LAUNCH_START when `start`),
+/// private memory at GPA 0.
 fn snp_vm(start: bool) -> (Fd, Fd, Mem, Fd) {
-    let vm = new_vm("snp@6.18", MEM_ENC_VM_TYPE_SNP);
+    let vm = new_vm("snp@7.0", MEM_ENC_VM_TYPE_SNP);
     let sev = sev_dev(&vm);
     let mut fw = 0;
     let init = mem_enc_sev_init2_args {

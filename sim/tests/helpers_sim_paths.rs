@@ -133,8 +133,8 @@ fn simulated_receive_flow() {
 
 #[test]
 fn simulated_enable_req_certs_only_before_vcpus_and_only_where_the_kernel_has_it() {
-    // snp@6.18 has id 103: allowed on an SNP guest before any vCPU exists.
-    let vm = sim::vm_create("snp@6.18", 4).unwrap();
+    // snp@7.0 has id 103: allowed on an SNP guest before any vCPU exists.
+    let vm = sim::vm_create("snp@7.0", 4).unwrap();
     let fd = bfd(vm);
     sev::init2(fd, &sev::Init2::default()).unwrap();
     snp::enable_req_certs(fd).unwrap();
@@ -143,14 +143,16 @@ fn simulated_enable_req_certs_only_before_vcpus_and_only_where_the_kernel_has_it
     assert_eq!(e.errno, Errno(libc::EINVAL), "after a vCPU: {e}");
 
     // Not an SNP guest: -EINVAL.
-    let plain = sim::vm_create("snp@6.18", 0).unwrap();
+    let plain = sim::vm_create("snp@7.0", 0).unwrap();
     let e = snp::enable_req_certs(bfd(plain)).unwrap_err();
     assert_eq!(e.errno, Errno(libc::EINVAL), "{e}");
 
-    // snp@6.11 predates the command: the kernel answers -EPERM for ids below 100 only, so an
-    // unknown id 103 on an SNP guest is its default -EINVAL.
-    let old = sim::vm_create("snp@6.11", 4).unwrap();
-    sev::init2(bfd(old), &sev::Init2::default()).unwrap();
-    let e = snp::enable_req_certs(bfd(old)).unwrap_err();
-    assert_eq!(e.errno, Errno(libc::EINVAL), "{e}");
+    // 6.11, 6.18 and 6.19 predate the command (it is 7.0's): the kernel answers -EPERM for
+    // ids below 100 only, so an unknown id 103 on an SNP guest is its default -EINVAL.
+    for profile in ["snp@6.11", "snp@6.18", "snp@6.19"] {
+        let old = sim::vm_create(profile, 4).unwrap();
+        sev::init2(bfd(old), &sev::Init2::default()).unwrap();
+        let e = snp::enable_req_certs(bfd(old)).unwrap_err();
+        assert_eq!(e.errno, Errno(libc::EINVAL), "{profile}: {e}");
+    }
 }

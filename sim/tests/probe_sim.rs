@@ -167,7 +167,28 @@ fn expect(profile: &str) -> Expect {
             null_probe: Some((0, 1)),
             tdx: None,
         },
+        // 6.18: no attr 1 (the probe falls back to the static mask), no attr 2.
         "snp@6.18" => Expect {
+            vendor: amd,
+            features: SIM | SNP | MEM_ENC_CAPS_SEV_LEGACY_INIT | PRIVATE,
+            vm_types: known(AMD_TYPES),
+            vmsa_features: known(DEBUG_SWAP | SECURE_TSC),
+            policy_bits: (MEM_ENC_CAP_DEFAULTED, MEM_ENC_SNP_POLICY_BITS_STATIC),
+            req_certs: MEM_ENC_CAP_NOT_SUPPORTED,
+            null_probe: Some((0, 1)),
+            tdx: None,
+        },
+        "snp@6.19" => Expect {
+            vendor: amd,
+            features: SIM | SNP | MEM_ENC_CAPS_SEV_LEGACY_INIT | PRIVATE,
+            vm_types: known(AMD_TYPES),
+            vmsa_features: known(DEBUG_SWAP | SECURE_TSC),
+            policy_bits: known(0x3FB_FFFF),
+            req_certs: MEM_ENC_CAP_NOT_SUPPORTED,
+            null_probe: Some((0, 1)),
+            tdx: None,
+        },
+        "snp@7.0" => Expect {
             vendor: amd,
             features: SIM
                 | SNP
@@ -208,7 +229,7 @@ fn every_profile_probes_as_it_is_defined() {
     let names: Vec<&str> = PROFILES.iter().map(|p| p.name.to_str().unwrap()).collect();
     assert_eq!(
         names.len(),
-        6,
+        8,
         "a new profile needs its expectations: {names:?}"
     );
     for name in names {
@@ -288,7 +309,7 @@ fn simulated_hosts_are_never_cached() {
     // Two profiles one after the other, each through a fresh descriptor (which may reuse the
     // number of the last one): each answer is its own profile's.
     for _ in 0..3 {
-        for name in ["snp@6.18", "sev@6.1", "tdx@6.19"] {
+        for name in ["snp@7.0", "sev@6.1", "tdx@6.19"] {
             let caps = probe(&kvm(name));
             assert_eq!(caps.features, expect(name).features, "{name}");
         }

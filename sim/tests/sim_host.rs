@@ -216,7 +216,7 @@ fn probing_answers_per_profile() {
         Result<i32, i32>,
         Result<i32, i32>,
     );
-    let expect: [Row; 6] = [
+    let expect: [Row; 8] = [
         // profile, VM_TYPES, MEMORY_ATTRIBUTES, attr 0, attr 1, attr 2
         (
             "none",
@@ -242,7 +242,24 @@ fn probing_answers_per_profile() {
             Err(libc::ENXIO),
             Err(libc::ENXIO),
         ),
-        ("snp@6.18", 0x1D, 8, Ok(0x220), Ok(0x3FB_FFFF), Ok(1)),
+        // Attr 1 arrived in 6.19, attr 2 in 7.0.
+        (
+            "snp@6.18",
+            0x1D,
+            8,
+            Ok(0x220),
+            Err(libc::ENXIO),
+            Err(libc::ENXIO),
+        ),
+        (
+            "snp@6.19",
+            0x1D,
+            8,
+            Ok(0x220),
+            Ok(0x3FB_FFFF),
+            Err(libc::ENXIO),
+        ),
+        ("snp@7.0", 0x1D, 8, Ok(0x220), Ok(0x3FB_FFFF), Ok(1)),
         (
             "tdx@6.16",
             0x21,
@@ -314,7 +331,8 @@ fn probing_answers_per_profile() {
     assert_eq!(
         names,
         [
-            "none", "sev@6.1", "snp@6.11", "snp@6.18", "tdx@6.16", "tdx@6.19"
+            "none", "sev@6.1", "snp@6.11", "snp@6.18", "tdx@6.16", "tdx@6.19", "snp@6.19",
+            "snp@7.0"
         ]
     );
 }
@@ -681,4 +699,50 @@ fn simulated_descriptors_do_not_survive_fork() {
     assert!(libc::WIFEXITED(status), "child died: {status:#x}");
     assert_eq!(libc::WEXITSTATUS(status), 0, "child's findings (bits)");
     assert!(vcpu(&vm2, 0).is_ok(), "still simulated in the parent");
+}
+
+/// A5: `kvm_gmem_get_supported_flags` (6.18+) gives every VM MMAP and adds INIT_SHARED only
+/// where `kvm_arch_supports_gmem_init_shared` (x86: no private memory). So an SNP or TDX VM
+/// reports 1 and accepts MMAP; kernels before the capability (6.11, 6.16) report 0.
+#[test]
+fn guest_memfd_flags_on_private_memory_vms() {
+    let rows = [
+        ("snp@6.11", KVM_X86_SNP_VM, 0),
+        ("snp@6.18", KVM_X86_SNP_VM, 1),
+        ("snp@6.18", KVM_X86_SEV_ES_VM, 3),
+        ("snp@6.19", KVM_X86_SNP_VM, 1),
+        ("snp@7.0", KVM_X86_SNP_VM, 1),
+        ("tdx@6.16", KVM_X86_TDX_VM, 0),
+        ("tdx@6.19", KVM_X86_TDX_VM, 1),
+        ("tdx@6.19", KVM_X86_DEFAULT_VM, 3),
+    ];
+    for (profile, vm_type, flags) in rows {
+        println!("simulated host: {profile} type {vm_type}");
+        let vm = new_vm(profile, vm_type);
+        assert_eq!(
+            raw(vm.0, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS),
+            Ok(flags as i32),
+            "{profile} type {vm_type}"
+        );
+        for try_flags in [
+            GUEST_MEMFD_FLAG_MMAP,
+            GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+        ] {
+            let mut g = kvm_create_guest_memfd {
+                size: 1 << 20,
+                flags: try_flags,
+                reserved: [0; 6],
+            };
+            let r = raw(vm.0, KVM_CREATE_GUEST_MEMFD, ptr(&mut g));
+            assert_eq!(
+                r.is_ok(),
+                try_flags & !flags == 0,
+                "{profile} type {vm_type} flags {try_flags}: {r:?}"
+            );
+            if let Ok(fd) = r {
+                // SAFETY: our descriptor.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
 }

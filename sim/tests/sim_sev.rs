@@ -335,14 +335,19 @@ fn sev_es_legacy_vmsa_measurement_and_errors() {
         op_flags(&vm, id::LAUNCH_UPDATE_VMSA, MEM_ENC_FLAG_RETRY, 0, None).0,
         Ok(())
     );
-    assert_eq!(
-        op(&vm, id::LAUNCH_UPDATE_VMSA, 0, None).0,
-        Err(EINVAL),
-        "already protected"
-    );
     let mut h = Sha256::new();
     h.update(data.bytes());
     // Legacy ES_INIT: SEV_FEATURES 0 and no FPU sync, so each VMSA holds only XCR0.
+    h.update(vmsa(0, false));
+    h.update(vmsa(0, false));
+    assert_eq!(digest(&vm), Ok(h.clone().finalize().to_vec()));
+    // B4: no kernel up to 7.0 has `sev_es_sync_vmsa`'s guest_state_protected guard, so a
+    // second LAUNCH_UPDATE_VMSA re-syncs and re-encrypts both vCPUs: measured twice.
+    assert_eq!(
+        op(&vm, id::LAUNCH_UPDATE_VMSA, 0, None).0,
+        Ok(()),
+        "already protected, re-measured"
+    );
     h.update(vmsa(0, false));
     h.update(vmsa(0, false));
     assert_eq!(digest(&vm), Ok(h.finalize().to_vec()));
@@ -449,7 +454,7 @@ impl Ld {
 
 #[test]
 fn snp_launch_flow_and_launch_digest_known_answer() {
-    for profile in ["snp@6.11", "snp@6.18"] {
+    for profile in ["snp@6.11", "snp@6.18", "snp@6.19", "snp@7.0"] {
         println!("simulated host: {profile}");
         let vm = new_vm(profile, KVM_X86_SNP_VM);
         let sev = sev_dev(&vm);
@@ -481,11 +486,14 @@ fn snp_launch_flow_and_launch_digest_known_answer() {
             ghcb_version: 1,
             ..Default::default()
         };
-        assert_eq!(
-            op(&vm, id::INIT2, ptr(&mut init), None).0,
-            Err(EINVAL),
-            "SNP needs GHCB v2"
-        );
+        // (6.11 accepts it: snp_init2_ghcb_version_1_per_kernel.)
+        if profile != "snp@6.11" {
+            assert_eq!(
+                op(&vm, id::INIT2, ptr(&mut init), None).0,
+                Err(EINVAL),
+                "SNP needs GHCB v2"
+            );
+        }
         init = kvm_sev_init {
             ghcb_version: 3,
             ..Default::default()
@@ -498,10 +506,10 @@ fn snp_launch_flow_and_launch_digest_known_answer() {
         let secure_tsc = op(&vm, id::INIT2, ptr(&mut init), None).0;
         assert_eq!(
             secure_tsc,
-            if profile == "snp@6.18" {
-                Ok(())
-            } else {
+            if profile == "snp@6.11" {
                 Err(EINVAL)
+            } else {
+                Ok(())
             }
         );
         let (vm, sev) = if secure_tsc.is_ok() {
@@ -549,11 +557,22 @@ fn snp_launch_flow_and_launch_digest_known_answer() {
             assert_eq!(snp_start(&vm, &sev, 0x30000), Err(EINVAL));
             continue;
         }
-        assert_eq!(
-            snp_start(&vm, &sev, 1 << 21 | 0x30000),
-            Ok(()),
-            "CXL_ALLOW is in 6.18's mask"
-        );
+        if profile == "snp@6.18" {
+            // 6.18 still has the static mask: bit 21 (CXL_ALLOW) is refused before a context
+            // exists, so a valid START then succeeds.
+            assert_eq!(
+                snp_start(&vm, &sev, 1 << 21 | 0x30000),
+                Err(EINVAL),
+                "CXL_ALLOW is not in 6.18's mask"
+            );
+            assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
+        } else {
+            assert_eq!(
+                snp_start(&vm, &sev, 1 << 21 | 0x30000),
+                Ok(()),
+                "CXL_ALLOW is in {profile}'s mask"
+            );
+        }
         assert_eq!(
             snp_start(&vm, &sev, 0x30000),
             Err(EINVAL),
@@ -817,8 +836,8 @@ fn snp_launch_digest_over_many_pages_known_answer() {
 
 #[test]
 fn snp_finish_with_matching_id_block_and_req_certs() {
-    println!("simulated host: snp@6.18");
-    let (vm, sev) = snp_vm("snp@6.18");
+    println!("simulated host: snp@7.0");
+    let (vm, sev) = snp_vm("snp@7.0");
     assert_eq!(op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0, Ok(()));
     assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
     let _v = vcpu(&vm, 0).unwrap();
@@ -848,25 +867,56 @@ fn snp_finish_with_matching_id_block_and_req_certs() {
     let _g = private_slot(&vm, 0, 0, PAGE, &backing);
     let (r, _, error) = snp_update(&vm, &sev, 0, 0, PAGE, 3);
     assert_eq!((r, error), (Err(EIO), SEV_RET_INVALID_GUEST_STATE));
-    // 6.11 has no REQ_CERTS.
-    let (vm, _sev) = snp_vm("snp@6.11");
-    assert_eq!(op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0, Err(EINVAL));
+    // REQ_CERTS is 7.0's: 6.11, 6.18 and 6.19 answer id 103 with the default -EINVAL.
+    for profile in ["snp@6.11", "snp@6.18", "snp@6.19"] {
+        let (vm, _sev) = snp_vm(profile);
+        assert_eq!(
+            op(&vm, id::SNP_ENABLE_REQ_CERTS, 0, None).0,
+            Err(EINVAL),
+            "{profile}"
+        );
+    }
 }
 
+/// A1: SNP_LAUNCH_UPDATE of a NORMAL page from a NULL or an unaligned source, as each
+/// kernel answers it. Up to 6.19 `snp_launch_update` checks neither: NULL reaches
+/// `sev_gmem_post_populate`'s `WARN_ON_ONCE(!src)` (-EINVAL for page 0, which the caller
+/// turns into -EIO with `error` untouched, 0), and an unaligned source is copied and measured
+/// from where it points. 7.0 adds `!PAGE_ALIGNED(src)` -> -EINVAL up front; NULL is aligned,
+/// so it still ends in the WARN's -EIO.
 #[test]
-fn snp_6_18_checks_uaddr_and_6_11_does_not() {
-    for (profile, want) in [("snp@6.18", Err(EINVAL)), ("snp@6.11", Ok(()))] {
+fn snp_launch_update_null_and_unaligned_source_per_kernel() {
+    for profile in ["snp@6.11", "snp@6.18", "snp@6.19", "snp@7.0"] {
         println!("simulated host: {profile}");
         let (vm, sev) = snp_vm(profile);
         assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
         let backing = Mem::new(PAGE as usize);
         let _g = private_slot(&vm, 0, 0, PAGE, &backing);
-        let src = Mem::new(2 * PAGE as usize);
-        assert_eq!(
-            snp_update(&vm, &sev, 0, src.addr + 8, PAGE, 1).0,
-            want,
-            "unaligned uaddr"
-        );
+        let start = digest(&vm).unwrap();
+        let (r, u, error) = snp_update(&vm, &sev, 0, 0, PAGE, 1);
+        assert_eq!((r, error), (Err(EIO), 0), "{profile}: NULL source");
+        assert_eq!((u.gfn_start, u.len), (0, PAGE), "{profile}: no progress");
+        assert_eq!(digest(&vm).unwrap(), start, "{profile}: nothing measured");
+
+        let mut src = Mem::new(2 * PAGE as usize);
+        for (i, b) in src.bytes().iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let (r, u, error) = snp_update(&vm, &sev, 0, src.addr + 8, PAGE, 1);
+        if profile == "snp@7.0" {
+            assert_eq!((r, error), (Err(EINVAL), 0), "{profile}: unaligned");
+            assert_eq!(digest(&vm).unwrap(), start, "{profile}: nothing measured");
+        } else {
+            assert_eq!(r, Ok(()), "{profile}: unaligned accepted");
+            assert_eq!((u.gfn_start, u.uaddr), (1, src.addr + 8 + PAGE));
+            let mut ld = Ld(start[..48].try_into().unwrap());
+            ld.page(1, 0, Some(&src.bytes()[8..8 + PAGE as usize]));
+            assert_eq!(
+                digest(&vm),
+                Ok(ld.0.to_vec()),
+                "{profile}: the unaligned bytes"
+            );
+        }
     }
 }
 
@@ -1001,4 +1051,62 @@ fn sev_migration_commands() {
 
 fn vm_from(profile: &str) -> Fd {
     new_vm(profile, 0)
+}
+
+/// A4/B3: SEV vCPU locking (`kvm_lock_all_vcpus`, the older per-vCPU `mutex_lock_killable`)
+/// fails only on a fatal signal (-EINTR); no SEV kernel returns -EBUSY there, so the model
+/// refuses a busy fault on SEV VMs. SNP_LAUNCH_FINISH takes the vCPU locks only from 7.0
+/// (6.17-era `snp_launch_finish` takes none, so a pending signal changes nothing).
+#[test]
+fn sev_vcpu_locking_is_killable_only() {
+    for profile in ["sev@6.1", "snp@6.18", "snp@7.0"] {
+        let vm = new_vm(profile, 0);
+        let f = mem_enc_sim_fault {
+            kind: MEM_ENC_SIM_FAULT_EBUSY,
+            cmd_id: id::LAUNCH_UPDATE_VMSA,
+            nth: 1,
+            count: 1,
+            value: 0,
+        };
+        // SAFETY: a valid struct and its size.
+        let r = unsafe { mem_enc_sim_inject(vm.0, &f, size_of::<mem_enc_sim_fault>()) };
+        assert_eq!(r, -EINVAL, "{profile}: no SEV path gives -EBUSY");
+    }
+    // (snp@6.19 is left out: when SNP_LAUNCH_FINISH started locking vCPUs is unverified.)
+    for (profile, want) in [("snp@6.18", Ok(())), ("snp@7.0", Err(EINTR))] {
+        println!("simulated host: {profile}");
+        let (vm, sev) = snp_vm(profile);
+        assert_eq!(snp_start(&vm, &sev, 0x30000), Ok(()));
+        let _v = vcpu(&vm, 0).unwrap();
+        inject(&vm, MEM_ENC_SIM_FAULT_EINTR, id::SNP_LAUNCH_FINISH, 1, 1, 0);
+        let mut f = kvm_sev_snp_launch_finish::default();
+        let (r, _) = op(&vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(&sev));
+        assert_eq!(r, want, "{profile}: signal at SNP_LAUNCH_FINISH");
+        if r.is_err() {
+            let (r, _) = op(&vm, id::SNP_LAUNCH_FINISH, ptr(&mut f), Some(&sev));
+            assert_eq!(r, Ok(()), "{profile}: nothing was done before the lock");
+        }
+    }
+}
+
+/// B5: `__sev_guest_init`'s `snp_active && ghcb_version < 2` -> -EINVAL came with the
+/// Secure TSC series (PATCH v11 2/8, Aug 2025, 6.18); 6.11 accepts GHCB version 1 for SNP.
+#[test]
+fn snp_init2_ghcb_version_1_per_kernel() {
+    for (profile, want) in [
+        ("snp@6.11", Ok(())),
+        ("snp@6.18", Err(EINVAL)),
+        ("snp@7.0", Err(EINVAL)),
+    ] {
+        let vm = new_vm(profile, KVM_X86_SNP_VM);
+        let mut init = kvm_sev_init {
+            ghcb_version: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            op(&vm, id::INIT2, ptr(&mut init), None).0,
+            want,
+            "{profile}"
+        );
+    }
 }

@@ -488,3 +488,97 @@ fn a_failed_finalize_kills_the_vm() {
     assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Err(EINTR));
     assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Ok(()));
 }
+
+/// A3: 6.16 and 6.19 `tdx_vcpu_init_mem_region` validate alignment, count, wrap and private
+/// GPAs only, so `source_addr` 0 passes; the first page's `get_user_pages_fast(0)` in
+/// `tdx_gmem_post_populate` is -EFAULT, the loop stops, the region goes back unchanged.
+#[test]
+fn init_mem_region_null_source_is_efault_at_the_first_page() {
+    for profile in PROFILES {
+        println!("simulated host: {profile}");
+        let vm = td(profile);
+        let v = td_vcpu(&vm);
+        let base = 0x8000_0000u64;
+        let backing = Mem::new(2 * PAGE as usize);
+        let _g = private_slot(&vm, 0, base, 2 * PAGE, &backing);
+        let before = digest(&vm).unwrap();
+        let mut r = kvm_tdx_init_mem_region {
+            source_addr: 0,
+            gpa: base,
+            nr_pages: 2,
+        };
+        let m = MEM_ENC_TDX_MEASURE_MEMORY_REGION;
+        assert_eq!(
+            op_flags(&v, id::INIT_MEM_REGION, m, ptr(&mut r), None).0,
+            Err(EFAULT),
+            "{profile}"
+        );
+        assert_eq!(
+            (r.source_addr, r.gpa, r.nr_pages),
+            (0, base, 2),
+            "{profile}"
+        );
+        assert_eq!(digest(&vm).unwrap(), before, "{profile}: nothing added");
+    }
+}
+
+/// B9: a TDH.MNG.INIT failure other than OPERAND_INVALID goes through KVM_BUG_ON: -EIO, and
+/// the VM is dead from then on (later ioctls -EIO).
+#[test]
+fn init_vm_module_failure_kills_the_vm() {
+    for profile in PROFILES {
+        let vm = new_vm(profile, KVM_X86_TDX_VM);
+        inject(
+            &vm,
+            MEM_ENC_SIM_FAULT_FW_STATUS,
+            id::INIT_VM,
+            1,
+            1,
+            0xC000_0B00_0000_0000,
+        );
+        let mut b = init_vm_buf(1 << 28, 0xE7, &gpaw48());
+        let ret = op(&vm, id::INIT_VM, b.as_mut_ptr() as u64, None).0;
+        assert_eq!(ret, Err(EIO), "{profile}");
+        let mut b = init_vm_buf(1 << 28, 0xE7, &gpaw48());
+        let again = op(&vm, id::INIT_VM, b.as_mut_ptr() as u64, None).0;
+        assert_eq!(again, Err(EIO), "{profile}: dead");
+        assert_eq!(
+            raw(vm.0, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES),
+            Err(EIO),
+            "{profile}: dead"
+        );
+    }
+}
+
+/// B8: 6.16 `tdx_td_finalize` is -EINVAL while `nr_premapped` is non-zero: a page
+/// INIT_MEM_REGION mapped but whose PAGE.ADD failed. Adding it later clears it. 6.19 has no
+/// such count.
+#[test]
+fn finalize_waits_for_premapped_pages_on_6_16() {
+    for profile in PROFILES {
+        println!("simulated host: {profile}");
+        let vm = td(profile);
+        let v = td_vcpu(&vm);
+        let base = 0x8000_0000u64;
+        let backing = Mem::new(PAGE as usize);
+        let _g = private_slot(&vm, 0, base, PAGE, &backing);
+        let src = Mem::new(PAGE as usize);
+        let region = || kvm_tdx_init_mem_region {
+            source_addr: src.addr,
+            gpa: base,
+            nr_pages: 1,
+        };
+        inject(&vm, MEM_ENC_SIM_FAULT_EBUSY, id::INIT_MEM_REGION, 1, 1, 0);
+        let mut r = region();
+        assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Err(EBUSY));
+        let fin = op(&vm, id::FINALIZE_VM, 0, None).0;
+        if profile == "tdx@6.16" {
+            assert_eq!(fin, Err(EINVAL), "{profile}: a premapped page");
+            let mut r = region();
+            assert_eq!(op(&v, id::INIT_MEM_REGION, ptr(&mut r), None).0, Ok(()));
+            assert_eq!(op(&vm, id::FINALIZE_VM, 0, None).0, Ok(()), "{profile}");
+        } else {
+            assert_eq!(fin, Ok(()), "{profile}");
+        }
+    }
+}

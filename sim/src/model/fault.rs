@@ -17,7 +17,10 @@ pub enum Effect {
     Signal,
     /// TDX: TDX_RND_NO_ENTROPY (-EAGAIN) at INIT_VM; elsewhere the errno as is.
     Again,
-    /// TDX_OPERAND_BUSY from the module (FINALIZE_VM, PAGE.ADD); elsewhere -EBUSY as is.
+    /// TDX only: TDX_OPERAND_BUSY from the module (FINALIZE_VM, PAGE.ADD), or 6.19's state
+    /// guard (-EBUSY while a vCPU is being created); elsewhere on a TD -EBUSY as is. No SEV
+    /// path returns a transient -EBUSY (`kvm_lock_all_vcpus` is killable only; the PSP
+    /// driver's -EBUSY means a dead PSP), so arming it on an SEV host's VM is refused.
     Busy,
     /// The firmware or module returns this status.
     FwStatus(u64),

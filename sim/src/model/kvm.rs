@@ -52,10 +52,13 @@ pub fn check_extension(profile: &Profile, vm: Option<&Vm>, cap: u64) -> i32 {
     value as i32
 }
 
-/// guest_memfd flags a VM accepts: none for private-memory VMs (no mmap of private memory).
+/// guest_memfd flags a VM accepts (`kvm_gmem_get_supported_flags`, 6.18+): MMAP always;
+/// INIT_SHARED only where `kvm_arch_supports_gmem_init_shared` (x86: no private memory).
+/// (Faulting non-shared memory through such an mmap is SIGBUS on a real kernel; the model
+/// has no guest_memfd mmap.)
 fn gmem_flags(vm: &Vm) -> u64 {
     if vm.has_private_mem() {
-        0
+        vm.profile.gmem_flags & !GUEST_MEMFD_FLAG_INIT_SHARED
     } else {
         vm.profile.gmem_flags
     }
@@ -76,7 +79,7 @@ fn system_attr(profile: &Profile, group: u32, attr: u64) -> Result<u64, Errno> {
     match (group, attr) {
         (KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES) => Ok(sev.vmsa_features),
         (KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS) if sev.policy_bits_attr => {
-            Ok(sev.snp_policy_bits)
+            Ok(sev.supported_policy_bits())
         }
         (KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS) if sev.req_certs => Ok(u64::from(sev.snp)),
         _ => err(libc::ENXIO),

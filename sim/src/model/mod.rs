@@ -130,7 +130,12 @@ pub fn launch_digest(vm_fd: RawFd) -> Result<Vec<u8>, Errno> {
 /// Arms a fault on the VM of `fd` (a VM or vCPU descriptor); see [`fault::Faults::arm`].
 pub fn inject(fd: RawFd, effect: Effect, cmd_id: u32, nth: u32, count: u32) -> Result<(), Errno> {
     let vm = vm_of(fd)?;
-    registry::lock(&vm).faults.arm(effect, cmd_id, nth, count)
+    let mut vm = registry::lock(&vm);
+    if effect == Effect::Busy && vm.profile.backend == Backend::Sev {
+        // No SEV kernel path produces it (see `Effect::Busy`).
+        return Err(Errno(libc::EINVAL));
+    }
+    vm.faults.arm(effect, cmd_id, nth, count)
 }
 
 /// The profile names, in a stable order.

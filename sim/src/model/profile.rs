@@ -33,17 +33,51 @@ pub struct SevCaps {
     pub vmsa_features: u64,
     /// The KVM_X86_SNP_POLICY_BITS attribute (attr 1), when the kernel publishes it.
     pub policy_bits_attr: bool,
-    /// SNP guest-policy bits SNP_LAUNCH_START accepts.
+    /// The SNP guest-policy bits KVM itself knows (`KVM_SNP_POLICY_MASK_VALID`); what
+    /// SNP_LAUNCH_START accepts is this ANDed with [`SevCaps::fw_policy_bits`].
     pub snp_policy_bits: u64,
+    /// The policy bits the firmware reports (`sev_get_snp_policy_bits()`, 6.19+); `None`: the
+    /// kernel does not ask the firmware (static mask, up to 6.18).
+    pub fw_policy_bits: Option<u64>,
     /// 6.11's SNP_LAUNCH_START order: the firmware context is created before the policy
     /// checks (and survives their failure), SMT must be set, SINGLE_SOCKET is refused.
     pub snp_start_context_first: bool,
-    /// SNP_LAUNCH_UPDATE refuses a non-page-aligned or zero `uaddr` up front (newer kernels).
-    pub snp_update_checks_uaddr: bool,
+    /// What SNP_LAUNCH_UPDATE checks of a non-ZERO page's `uaddr` before populating.
+    pub snp_update_uaddr: UaddrCheck,
+    /// SNP_LAUNCH_FINISH takes every vCPU's mutex (`kvm_lock_all_vcpus`, killable: -EINTR)
+    /// around `snp_launch_update_vmsa`; the 6.17-era code takes none. (Set from 7.0; whether
+    /// 6.19 already does is unverified.)
+    pub snp_finish_locks_vcpus: bool,
+    /// `sev_es_sync_vmsa` refuses a vCPU whose state is already protected (-EINVAL); newer
+    /// than every profile, so a second LAUNCH_UPDATE_VMSA re-syncs and re-measures.
+    pub vmsa_protected_guard: bool,
+    /// `__sev_guest_init` refuses an SNP guest with `ghcb_version < 2` (not in 6.11).
+    pub snp_ghcb_min2: bool,
     /// KVM_SEV_SNP_ENABLE_REQ_CERTS (103) and attr 2 exist.
     pub req_certs: bool,
     /// Firmware API version (major, minor, build), part of the LAUNCH_MEASURE HMAC.
     pub api: (u8, u8, u8),
+}
+
+/// SNP_LAUNCH_UPDATE's check of `uaddr` for a page that has a source (not ZERO).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UaddrCheck {
+    /// Up to 6.19: none. An unaligned source is copied and measured as it is; a NULL one hits
+    /// `sev_gmem_post_populate`'s `WARN_ON_ONCE(!src)` and the command fails -EIO, error 0.
+    None,
+    /// 7.0: `!PAGE_ALIGNED(src)` is -EINVAL up front; NULL is aligned, so it still reaches the
+    /// WARN (-EIO, error 0).
+    Aligned,
+    /// After 7.0 (no profile yet): `!uaddr || !PAGE_ALIGNED(uaddr)` is -EINVAL up front.
+    NullAndAligned,
+}
+
+impl SevCaps {
+    /// The SNP policy bits SNP_LAUNCH_START accepts and attr 1 reports
+    /// (`snp_supported_policy_bits`).
+    pub fn supported_policy_bits(&self) -> u64 {
+        self.snp_policy_bits & self.fw_policy_bits.unwrap_or(u64::MAX)
+    }
 }
 
 /// One configurable CPUID leaf of the simulated TDX module: the bits the host VMM may set.
@@ -65,6 +99,12 @@ pub struct TdxCaps {
     /// 6.19's rework: CAPABILITIES without cmd copy-back and without kvm->lock; copy-in before
     /// the state gate on vCPU commands; INIT_VM re-reads `nent`.
     pub rework_6_19: bool,
+    /// INIT_VM refuses a `nent` that changed between the two reads (the CVE-2026-72285 fix;
+    /// 6.19.0 lacks it and uses the re-read count).
+    pub nent_recheck: bool,
+    /// 6.16's `nr_premapped`: a page mapped by INIT_MEM_REGION whose PAGE.ADD failed stays
+    /// counted, and FINALIZE_VM is -EINVAL while the count is non-zero (gone in 6.19).
+    pub premap_count: bool,
     /// `supported_attrs` (KVM supports only SEPT_VE_DISABLE, bit 28).
     pub supported_attrs: u64,
     /// `supported_xfam`.
@@ -128,8 +168,11 @@ pub const SVM_SEV_FEAT_DEBUG_SWAP: u64 = 1 << 5;
 pub const SVM_SEV_FEAT_SECURE_TSC: u64 = 1 << 9;
 /// The original static SNP policy mask (bits 0-17, 19, 20).
 pub const SNP_POLICY_MASK_STATIC: u64 = 0x1B_FFFF;
-/// The newer mask: the static one plus bits 21-25.
+/// The newer mask (6.19): the static one plus bits 21-25.
 pub const SNP_POLICY_MASK_EXTENDED: u64 = 0x3FB_FFFF;
+/// A firmware that reports every policy bit 0-25 (MIGRATE_MA, bit 18, included: KVM's mask
+/// drops it).
+pub const SNP_FW_POLICY_ALL: u64 = 0x3FF_FFFF;
 /// TDX TD attribute SEPT_VE_DISABLE.
 pub const TDX_TD_ATTR_SEPT_VE_DISABLE: u64 = 1 << 28;
 /// x87, SSE, AVX, AVX-512 (3 bits), PT, PKRU, CET (2 bits), AMX (2 bits): XCR0 and XSS bits.
@@ -187,7 +230,8 @@ pub static TDX_CPUID: &[CpuidConfig] = &[
     },
 ];
 
-/// Every profile, in the order `mem_enc_sim_profile_name()` lists them.
+/// Every profile, in the order `mem_enc_sim_profile_name()` lists them (new ones are appended,
+/// so indices stay stable).
 pub static PROFILES: &[Profile] = &[
     Profile {
         name: c"none",
@@ -201,6 +245,7 @@ pub static PROFILES: &[Profile] = &[
         sev: None,
         tdx: None,
     },
+    // 6.1: SEV and SEV-ES through the legacy INIT / ES_INIT.
     Profile {
         name: c"sev@6.1",
         backend: Backend::Sev,
@@ -218,13 +263,18 @@ pub static PROFILES: &[Profile] = &[
             vmsa_features: 0,
             policy_bits_attr: false,
             snp_policy_bits: 0,
+            fw_policy_bits: None,
             snp_start_context_first: false,
-            snp_update_checks_uaddr: false,
+            snp_update_uaddr: UaddrCheck::None,
+            snp_finish_locks_vcpus: false,
+            vmsa_protected_guard: false,
+            snp_ghcb_min2: false,
             req_certs: false,
             api: (0, 24, 18),
         }),
         tdx: None,
     },
+    // 6.11.0: SNP merged; SNP_LAUNCH_START creates the context first; no ghcb >= 2 check for SNP.
     Profile {
         name: c"snp@6.11",
         backend: Backend::Sev,
@@ -242,13 +292,18 @@ pub static PROFILES: &[Profile] = &[
             vmsa_features: SVM_SEV_FEAT_DEBUG_SWAP,
             policy_bits_attr: false,
             snp_policy_bits: SNP_POLICY_MASK_STATIC,
+            fw_policy_bits: None,
             snp_start_context_first: true,
-            snp_update_checks_uaddr: false,
+            snp_update_uaddr: UaddrCheck::None,
+            snp_finish_locks_vcpus: false,
+            vmsa_protected_guard: false,
+            snp_ghcb_min2: false,
             req_certs: false,
             api: (1, 55, 21),
         }),
         tdx: None,
     },
+    // 6.18: guest_memfd flags; static policy mask, no attr 1/2, no REQ_CERTS, no uaddr check.
     Profile {
         name: c"snp@6.18",
         backend: Backend::Sev,
@@ -264,15 +319,20 @@ pub static PROFILES: &[Profile] = &[
             init2: true,
             null_probe: true,
             vmsa_features: SVM_SEV_FEAT_DEBUG_SWAP | SVM_SEV_FEAT_SECURE_TSC,
-            policy_bits_attr: true,
-            snp_policy_bits: SNP_POLICY_MASK_EXTENDED,
+            policy_bits_attr: false,
+            snp_policy_bits: SNP_POLICY_MASK_STATIC,
+            fw_policy_bits: None,
             snp_start_context_first: false,
-            snp_update_checks_uaddr: true,
-            req_certs: true,
+            snp_update_uaddr: UaddrCheck::None,
+            snp_finish_locks_vcpus: false,
+            vmsa_protected_guard: false,
+            snp_ghcb_min2: true,
+            req_certs: false,
             api: (1, 58, 3),
         }),
         tdx: None,
     },
+    // 6.16: TDX merged; nr_premapped blocks FINALIZE.
     Profile {
         name: c"tdx@6.16",
         backend: Backend::Tdx,
@@ -285,12 +345,15 @@ pub static PROFILES: &[Profile] = &[
         sev: None,
         tdx: Some(TdxCaps {
             rework_6_19: false,
+            nent_recheck: false,
+            premap_count: true,
             supported_attrs: TDX_TD_ATTR_SEPT_VE_DISABLE,
             supported_xfam: TDX_SUPPORTED_XFAM,
             cpuid: TDX_CPUID,
             five_level_ept: false,
         }),
     },
+    // 6.19.0: the state-guard rework, without the CVE-2026-72285 nent re-check.
     Profile {
         name: c"tdx@6.19",
         backend: Backend::Tdx,
@@ -303,11 +366,72 @@ pub static PROFILES: &[Profile] = &[
         sev: None,
         tdx: Some(TdxCaps {
             rework_6_19: true,
+            nent_recheck: false,
+            premap_count: false,
             supported_attrs: TDX_TD_ATTR_SEPT_VE_DISABLE,
             supported_xfam: TDX_SUPPORTED_XFAM,
             cpuid: TDX_CPUID,
             five_level_ept: true,
         }),
+    },
+    // 6.19: attr 1 and the extended policy mask ANDed with the firmware's bits.
+    Profile {
+        name: c"snp@6.19",
+        backend: Backend::Sev,
+        vm_types_cap: AMD_VM_TYPES,
+        creatable_types: AMD_VM_TYPES,
+        gmem: true,
+        mem_attributes: true,
+        gmem_flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+        xcr0: XCR0_AVX512,
+        sev: Some(SevCaps {
+            es: true,
+            snp: true,
+            init2: true,
+            null_probe: true,
+            vmsa_features: SVM_SEV_FEAT_DEBUG_SWAP | SVM_SEV_FEAT_SECURE_TSC,
+            policy_bits_attr: true,
+            snp_policy_bits: SNP_POLICY_MASK_EXTENDED,
+            fw_policy_bits: Some(SNP_FW_POLICY_ALL),
+            snp_start_context_first: false,
+            snp_update_uaddr: UaddrCheck::None,
+            snp_finish_locks_vcpus: false,
+            vmsa_protected_guard: false,
+            snp_ghcb_min2: true,
+            req_certs: false,
+            api: (1, 58, 3),
+        }),
+        tdx: None,
+    },
+    // 7.0 (the "6.20" window): REQ_CERTS (id 103, attr 2), unaligned LAUNCH_UPDATE source -EINVAL,
+    // kvm_lock_all_vcpus in SNP_LAUNCH_FINISH.
+    Profile {
+        name: c"snp@7.0",
+        backend: Backend::Sev,
+        vm_types_cap: AMD_VM_TYPES,
+        creatable_types: AMD_VM_TYPES,
+        gmem: true,
+        mem_attributes: true,
+        gmem_flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+        xcr0: XCR0_AVX512,
+        sev: Some(SevCaps {
+            es: true,
+            snp: true,
+            init2: true,
+            null_probe: true,
+            vmsa_features: SVM_SEV_FEAT_DEBUG_SWAP | SVM_SEV_FEAT_SECURE_TSC,
+            policy_bits_attr: true,
+            snp_policy_bits: SNP_POLICY_MASK_EXTENDED,
+            fw_policy_bits: Some(SNP_FW_POLICY_ALL),
+            snp_start_context_first: false,
+            snp_update_uaddr: UaddrCheck::Aligned,
+            snp_finish_locks_vcpus: true,
+            vmsa_protected_guard: false,
+            snp_ghcb_min2: true,
+            req_certs: true,
+            api: (1, 58, 3),
+        }),
+        tdx: None,
     },
 ];
 

@@ -10,7 +10,9 @@
 
 use super::fault::{Effect, generic_errno};
 use super::measure::{SNP_PAGE_NORMAL, SNP_PAGE_VMSA, SNP_VMSA_GPA, SevDigest, SnpDigest};
-use super::profile::{Profile, SVM_SEV_FEAT_SECURE_TSC, SVM_SEV_FEAT_SNP_ACTIVE, SevCaps};
+use super::profile::{
+    Profile, SVM_SEV_FEAT_SECURE_TSC, SVM_SEV_FEAT_SNP_ACTIVE, SevCaps, UaddrCheck,
+};
 use super::registry;
 use super::user::{self, Envelope};
 use super::vm::{PAGE_SHIFT, PAGE_SIZE, Vm};
@@ -234,7 +236,7 @@ fn handle(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx) -> Result<(), Errno> {
         id::RECEIVE_FINISH => simple(vm, ctx, Guest::Receiving, Guest::Running),
         id::SNP_LAUNCH_START => snp_launch_start(vm, caps, ctx, data),
         id::SNP_LAUNCH_UPDATE => snp_launch_update(vm, caps, ctx, data),
-        id::SNP_LAUNCH_FINISH => snp_launch_finish(vm, ctx, data),
+        id::SNP_LAUNCH_FINISH => snp_launch_finish(vm, caps, ctx, data),
         id::SNP_ENABLE_REQ_CERTS => enable_req_certs(vm, ctx),
         _ => err(libc::EINVAL),
     }
@@ -326,7 +328,10 @@ fn guest_init(
     } else {
         ghcb_version
     };
-    if snp && ghcb_version < 2 {
+    // "KVM: SEV: Enforce minimum GHCB version requirement for SEV-SNP guests" (Aug 2025,
+    // with Secure TSC: 6.18); 6.11 lets an SNP guest start with GHCB version 1.
+    let min2 = vm.profile.sev().is_some_and(|c| c.snp_ghcb_min2);
+    if snp && min2 && ghcb_version < 2 {
         return err(libc::EINVAL);
     }
     if vm.sev.active {
@@ -484,13 +489,15 @@ fn vcpu_vmsa(vm: &Vm, i: usize) -> Result<Box<[u8; super::vmsa::VMSA_SIZE]>, Err
         .map_err(|e| Errno(e.abs()))
 }
 
-/// The vCPU-lock step of LAUNCH_UPDATE_VMSA and SNP_LAUNCH_FINISH: `kvm_lock_all_vcpus` is
-/// killable (-EINTR); a vCPU creation in flight is -EBUSY.
+/// The vCPU-lock step of LAUNCH_UPDATE_VMSA and SNP_LAUNCH_FINISH (`kvm_lock_all_vcpus`, or
+/// the older per-vCPU `mutex_lock_killable`): a fatal signal is -EINTR, nothing else fails.
+/// (No SEV kernel has an -EBUSY "vCPU being created" check here; only an unmerged patch.)
 fn lock_all_vcpus(ctx: &mut Ctx) -> Result<(), Errno> {
-    match ctx.fault {
-        Some(Effect::Signal) | Some(Effect::Busy) => ctx.generic_fault(),
-        _ => Ok(()),
+    if ctx.fault == Some(Effect::Signal) {
+        ctx.fault = None;
+        return err(libc::EINTR);
     }
+    Ok(())
 }
 
 fn launch_update_vmsa(vm: &mut Vm, ctx: &mut Ctx) -> Result<(), Errno> {
@@ -499,8 +506,11 @@ fn launch_update_vmsa(vm: &mut Vm, ctx: &mut Ctx) -> Result<(), Errno> {
     }
     lock_all_vcpus(ctx)?;
     ctx.generic_fault()?;
+    let guard = vm.profile.sev().is_some_and(|c| c.vmsa_protected_guard);
     for i in 0..vm.vcpus.len() {
-        if vm.vcpus[i].protected {
+        // Only the newest kernels refuse an already protected vCPU (`sev_es_sync_vmsa`);
+        // up to 7.0 it is re-synced, re-encrypted and measured again.
+        if guard && vm.vcpus[i].protected {
             return err(libc::EINVAL);
         }
         let page = vcpu_vmsa(vm, i)?;
@@ -836,7 +846,7 @@ fn snp_launch_start(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Re
         // 6.11: the context is created first and outlives a failed check below.
         create_context(vm, ctx)?;
         if p.flags != 0
-            || p.policy & !caps.snp_policy_bits != 0
+            || p.policy & !caps.supported_policy_bits() != 0
             || p.policy & SNP_POLICY_RSVD_MBO == 0
             || p.policy & SNP_POLICY_SINGLE_SOCKET != 0
             || p.policy & SNP_POLICY_SMT == 0
@@ -845,7 +855,7 @@ fn snp_launch_start(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Re
         }
     } else {
         if p.flags != 0
-            || p.policy & !caps.snp_policy_bits != 0
+            || p.policy & !caps.supported_policy_bits() != 0
             || p.policy & SNP_POLICY_RSVD_MBO == 0
         {
             return err(libc::EINVAL);
@@ -874,7 +884,13 @@ fn snp_launch_update(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> R
     }
     let zero = p.type_ == SNP_PAGE_ZERO;
     let src = if zero { 0 } else { p.uaddr };
-    if caps.snp_update_checks_uaddr && !zero && (src == 0 || src % PAGE_SIZE != 0) {
+    // The up-front source check differs by kernel (see `UaddrCheck`).
+    let refused = match caps.snp_update_uaddr {
+        UaddrCheck::None => false,
+        UaddrCheck::Aligned => src % PAGE_SIZE != 0,
+        UaddrCheck::NullAndAligned => src == 0 || src % PAGE_SIZE != 0,
+    };
+    if !zero && refused {
         return err(libc::EINVAL);
     }
     let npages = vm.gmem_pages_from(p.gfn_start, p.len / PAGE_SIZE)?;
@@ -963,7 +979,9 @@ fn snp_populate_page(
             reader.page(addr, reachable)?;
             None
         }
-        // The kernel WARNs and refuses a missing source for a page that needs one.
+        // A NULL source for a page that needs one: `sev_gmem_post_populate`'s
+        // WARN_ON_ONCE (a host WARN splat, a panic under panic_on_warn) and -EINVAL, which
+        // `snp_launch_update` turns into -EIO with `error` 0 (no firmware call).
         None if page_type != SNP_PAGE_ZERO => return err(libc::EINVAL),
         None => None,
     };
@@ -993,7 +1011,7 @@ fn snp_populate_page(
     Ok(())
 }
 
-fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
+fn snp_launch_finish(vm: &mut Vm, caps: &SevCaps, ctx: &mut Ctx, data: u64) -> Result<(), Errno> {
     if !vm.sev.snp_guest() {
         return err(libc::ENOTTY);
     }
@@ -1004,7 +1022,12 @@ fn snp_launch_finish(vm: &mut Vm, ctx: &mut Ctx, data: u64) -> Result<(), Errno>
     if p.flags != 0 {
         return err(libc::EINVAL);
     }
-    lock_all_vcpus(ctx)?;
+    if caps.snp_finish_locks_vcpus {
+        lock_all_vcpus(ctx)?;
+    } else if ctx.fault == Some(Effect::Signal) {
+        // 6.17-era snp_launch_finish takes no vCPU lock and checks no signal: no effect.
+        ctx.fault = None;
+    }
     // snp_launch_update_vmsa(): every vCPU's VMSA, through the caller's sev_fd.
     let sev_fd = ctx.cmd.sev_fd();
     for i in 0..vm.vcpus.len() {

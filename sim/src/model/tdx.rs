@@ -54,6 +54,9 @@ pub struct State {
     pub gpaw: u32,
     pub cpuid: Vec<kvm_cpuid_entry2>,
     pub mrtd: Mrtd,
+    /// 6.16's `nr_premapped`: GFNs INIT_MEM_REGION mapped whose PAGE.ADD failed (a later
+    /// successful add of the same GFN takes it out again).
+    pub premapped: std::collections::BTreeSet<u64>,
 }
 
 impl State {
@@ -256,7 +259,7 @@ fn init_vm(
     match fault.take() {
         // TDH.MNG.KEY.CONFIG / TDH.MNG.CREATE out of entropy: retry, nothing in hw_error.
         Some(Effect::Again) => return err(libc::EAGAIN),
-        Some(Effect::FwStatus(s)) => return mng_init_failed(cmd, s),
+        Some(Effect::FwStatus(s)) => return mng_init_failed(vm, cmd, s),
         other => {
             *fault = other;
             take_generic(fault)?;
@@ -275,6 +278,7 @@ fn init_vm(
     });
     if outside {
         return mng_init_failed(
+            vm,
             cmd,
             status::OPERAND_INVALID | status::OPERAND_ID_CPUID_CONFIG,
         );
@@ -290,18 +294,24 @@ fn init_vm(
 }
 
 /// TDH.MNG.INIT failed with `status`: an invalid operand is reported (-EINVAL with the
-/// status in `hw_error`); anything else is -EIO.
-fn mng_init_failed(cmd: &mut Envelope, status: u64) -> Result<(), Errno> {
+/// status in `hw_error`); anything else is -EIO through KVM_BUG_ON in `tdx_td_init`, which
+/// makes the VM dead (every later ioctl -EIO).
+fn mng_init_failed(vm: &mut Vm, cmd: &mut Envelope, status: u64) -> Result<(), Errno> {
     if status & status::MASK == status::OPERAND_INVALID {
         cmd.set_hw_error(status);
         err(libc::EINVAL)
     } else {
+        vm.dead = true;
         err(libc::EIO)
     }
 }
 
 fn finalize_vm(vm: &mut Vm, cmd: &mut Envelope, fault: &mut Option<Effect>) -> Result<(), Errno> {
     if vm.tdx.td != Td::Initialized {
+        return err(libc::EINVAL);
+    }
+    // 6.16 `tdx_td_finalize`: pages mapped but never added (nr_premapped) block it.
+    if caps(vm)?.premap_count && !vm.tdx.premapped.is_empty() {
         return err(libc::EINVAL);
     }
     let seamcall = match fault.take() {
@@ -391,7 +401,6 @@ fn init_mem_region(
     cmd: &Envelope,
     fault: &mut Option<Effect>,
 ) -> Result<(), Errno> {
-    let caps = caps(vm)?;
     if !vm.vcpus[index].tdx_initialized || vm.tdx.td == Td::Runnable {
         return err(libc::EINVAL);
     }
@@ -406,12 +415,13 @@ fn init_mem_region(
         .checked_mul(PAGE_SIZE)
         .and_then(|len| region.gpa.checked_add(len));
     let private = |gpa: u64| gpa & shared_bit == 0;
+    // 6.16 and 6.19 do not refuse `source_addr` 0 here: the first page's GUP of it is
+    // -EFAULT below (the up-front -EINVAL for a NULL source is a later kernel's).
     let bad = region.source_addr % PAGE_SIZE != 0
         || region.gpa % PAGE_SIZE != 0
         || region.nr_pages == 0
         || end.is_none_or(|e| e <= region.gpa || !private(e - 1))
-        || !private(region.gpa)
-        || (caps.rework_6_19 && region.source_addr == 0);
+        || !private(region.gpa);
     if bad {
         return err(libc::EINVAL);
     }
@@ -474,12 +484,19 @@ fn add_page(
             0
         }
     };
+    // 6.16 maps the page (kvm_tdp_map_page, counted in nr_premapped) before PAGE.ADD and
+    // uncounts it only when the add succeeds.
+    let premap = caps(vm)?.premap_count;
+    if seamcall != 0 && premap {
+        vm.tdx.premapped.insert(gfn);
+    }
     if seamcall & status::MASK == status::OPERAND_BUSY {
         return err(libc::EBUSY);
     }
     if seamcall != 0 {
         return err(libc::EIO);
     }
+    vm.tdx.premapped.remove(&gfn);
     match measure {
         Some(scratch) => vm.tdx.mrtd.page_add_measured(gpa, page, scratch),
         None => vm.tdx.mrtd.page_add(gpa),
