@@ -8,6 +8,7 @@
 
 #[doc(hidden)]
 pub mod compat;
+pub mod hybrid;
 pub mod inprocess;
 pub mod model;
 pub mod supervisor;

@@ -14,12 +14,13 @@ pub mod kvm;
 pub mod measure;
 pub mod page_hash;
 pub mod profile;
+pub mod psp;
 pub mod registry;
 pub mod report;
 pub mod sev;
 pub mod target;
 pub mod tdx;
-mod user;
+pub(crate) mod user;
 pub mod vm;
 pub mod vmsa;
 
@@ -69,9 +70,7 @@ pub unsafe fn ioctl(fd: RawFd, request: u64, arg: u64) -> Option<Result<i32, Err
         Object::Vcpu(vm, index) => kvm::vcpu_ioctl(&vm, index, request, arg),
         // A guest_memfd file has no ioctls.
         Object::Gmem(..) => Err(Errno(libc::ENOTTY)),
-        // The PSP driver's sev_ioctl accepts only SEV_ISSUE_CMD, which the model does not
-        // implement.
-        Object::SevDevice(_) => Err(Errno(libc::EINVAL)),
+        Object::SevDevice(profile) => psp::ioctl(profile, request, arg),
     })
 }
 
