@@ -4,7 +4,7 @@
 //! exits 0 only if every check passed; the tests also check what the handler saw.
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -325,7 +325,10 @@ impl Handler for TestHandler {
     fn trace_entry(&self, _tid: i32, nr: i64, mut args: [u64; 6]) -> TraceAction {
         self.trace_entries.fetch_add(1, Ordering::Relaxed);
         if nr != libc::SYS_ioctl {
-            return TraceAction::Run { args: None, want_exit: false };
+            return TraceAction::Run {
+                args: None,
+                want_exit: false,
+            };
         }
         match args[1] as u32 {
             FIONREAD => {
@@ -336,7 +339,10 @@ impl Handler for TestHandler {
                 }
             }
             FIOCLEX => TraceAction::Fail(libc::EXDEV),
-            _ => TraceAction::Run { args: None, want_exit: false },
+            _ => TraceAction::Run {
+                args: None,
+                want_exit: false,
+            },
         }
     }
 
@@ -358,18 +364,33 @@ fn spec() -> Spec {
     }
 }
 
-fn run_prog(prog: &PathBuf, args: &[&str]) -> (std::io::Result<i32>, Arc<TestHandler>) {
+fn run_prog(prog: &Path, args: &[&str]) -> (std::io::Result<i32>, Arc<TestHandler>) {
     let h = Arc::new(TestHandler::default());
     let args: Vec<OsString> = args.iter().map(OsString::from).collect();
     let r = supervisor::run(prog.as_os_str(), &args, &spec(), h.clone());
-    assert!(h.exited.load(Ordering::SeqCst), "Handler::exit was not called");
+    assert!(
+        h.exited.load(Ordering::SeqCst),
+        "Handler::exit was not called"
+    );
     (r, h)
 }
 
 fn check_basic(r: std::io::Result<i32>, h: &TestHandler) {
-    assert_eq!(r.expect("run"), 0, "the program's own checks failed (see its stderr)");
-    assert_eq!(*h.trace_exits.lock().expect("lock"), vec![0], "one FIONREAD exit, result 0");
-    assert_eq!(h.trace_entries.load(Ordering::Relaxed), 2, "FIONREAD and FIOCLEX traced");
+    assert_eq!(
+        r.expect("run"),
+        0,
+        "the program's own checks failed (see its stderr)"
+    );
+    assert_eq!(
+        *h.trace_exits.lock().expect("lock"),
+        vec![0],
+        "one FIONREAD exit, result 0"
+    );
+    assert_eq!(
+        h.trace_entries.load(Ordering::Relaxed),
+        2,
+        "FIONREAD and FIOCLEX traced"
+    );
     assert_eq!(h.opens_injected.load(Ordering::Relaxed), 3);
     assert_eq!(h.values.load(Ordering::Relaxed), 5);
     assert_eq!(h.writes.load(Ordering::Relaxed), 3);
@@ -424,21 +445,37 @@ fn exit_status_passed_through() {
     let Some(p) = progs() else { return };
     for prog in [Some(&p.dynamic), p.stat.as_ref()].into_iter().flatten() {
         assert_eq!(run_prog(prog, &["exit3"]).0.expect("run"), 3);
-        assert_eq!(run_prog(prog, &["term"]).0.expect("run"), 128 + libc::SIGTERM);
+        assert_eq!(
+            run_prog(prog, &["term"]).0.expect("run"),
+            128 + libc::SIGTERM
+        );
         // exit() from a non-main thread while the main thread sleeps in pause().
         let (r, h) = run_prog(prog, &["threadexit"]);
         assert_eq!(r.expect("run"), 5);
         assert_eq!(h.values.load(Ordering::Relaxed), 10);
     }
-    assert_eq!(run_prog(&PathBuf::from("/bin/sh"), &["-c", "exit 7"]).0.expect("run"), 7);
-    assert_eq!(run_prog(&PathBuf::from("sh"), &["-c", "kill -KILL $$"]).0.expect("run"), 128 + 9);
+    assert_eq!(
+        run_prog(Path::new("/bin/sh"), &["-c", "exit 7"])
+            .0
+            .expect("run"),
+        7
+    );
+    assert_eq!(
+        run_prog(Path::new("sh"), &["-c", "kill -KILL $$"])
+            .0
+            .expect("run"),
+        128 + 9
+    );
 }
 
 #[test]
 fn exec_failure_is_an_error() {
     let h = Arc::new(TestHandler::default());
     let r = supervisor::run(OsStr::new("/nonexistent/prog"), &[], &spec(), h.clone());
-    assert_eq!(r.expect_err("exec must fail").raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(
+        r.expect_err("exec must fail").raw_os_error(),
+        Some(libc::ENOENT)
+    );
     assert!(h.exited.load(Ordering::SeqCst));
 }
 
@@ -447,7 +484,52 @@ fn signal_during_a_held_call() {
     let Some(p) = progs() else { return };
     for mode in ["hold-restart", "hold-norestart"] {
         let (r, h) = run_prog(&p.dynamic, &[mode]);
-        assert_eq!(r.expect("run"), 0, "{mode}: the program saw EINTR, a lost write-back or a re-run");
-        assert_eq!(h.holds.load(Ordering::SeqCst), 1, "{mode}: the handler ran more than once");
+        assert_eq!(
+            r.expect("run"),
+            0,
+            "{mode}: the program saw EINTR, a lost write-back or a re-run"
+        );
+        assert_eq!(
+            h.holds.load(Ordering::SeqCst),
+            1,
+            "{mode}: the handler ran more than once"
+        );
     }
+}
+
+#[test]
+fn two_workers() {
+    let Some(p) = progs() else { return };
+    let h = Arc::new(TestHandler::default());
+    let spec = Spec {
+        notify_workers: 2,
+        ..spec()
+    };
+    let r = supervisor::run(
+        p.dynamic.as_os_str(),
+        &[OsString::from("threads")],
+        &spec,
+        h.clone(),
+    );
+    assert_eq!(r.expect("run"), 0);
+    assert_eq!(h.values.load(Ordering::Relaxed), 8 * 500);
+    assert_eq!(h.writes.load(Ordering::Relaxed), 8 * 500);
+}
+
+#[test]
+fn job_control_stop_is_continued() {
+    // SIGSTOP to itself: a signal-delivery stop (re-injected), then a group-stop (continued).
+    let (r, _) = run_prog(Path::new("/bin/sh"), &["-c", "kill -STOP $$; exit 4"]);
+    assert_eq!(r.expect("run"), 4);
+}
+
+#[test]
+fn leftover_children_are_killed() {
+    let t0 = std::time::Instant::now();
+    let (r, _) = run_prog(Path::new("/bin/sh"), &["-c", "sleep 100 & exit 6"]);
+    assert_eq!(r.expect("run"), 6);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "waited for the background child"
+    );
 }
