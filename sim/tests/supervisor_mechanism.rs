@@ -156,6 +156,25 @@ int main(int argc, char **argv) {
         pthread_t t;
         pthread_create(&t, 0, exiter, 0);
         for (;;) pause();
+    } else if (!strcmp(m, "bench")) {
+        int p[2], n;
+        if (pipe(p)) return 1;
+        struct timespec t0, t1;
+        const char *names[4] = {"value (answered from registers)", "write (8 B read + 8 B write)", "unmatched ioctl", "traced FIONREAD (exit stop too)"};
+        for (int op = 0; op < 4; op++) {
+            int rounds = op == 2 ? 200000 : 20000;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int k = 0; k < rounds; k++) {
+                uint64_t v = k;
+                if (op == 0) value(k);
+                else if (op == 1) ioctl(-1, REQ_WRITE, &v);
+                else if (op == 2) ioctl(p[0], REQ_UNMATCHED, 0);
+                else ioctl(p[0], FIONREAD, &n);
+            }
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double ns = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / rounds;
+            fprintf(stderr, "bench: %-34s %8.0f ns/call\n", names[op], ns);
+        }
     } else if (!strcmp(m, "hold-restart")) hold(1);
     else if (!strcmp(m, "hold-norestart")) hold(0);
     else if (!strcmp(m, "exec") && argc > 2) {
@@ -532,4 +551,27 @@ fn leftover_children_are_killed() {
         t0.elapsed() < Duration::from_secs(20),
         "waited for the background child"
     );
+}
+
+/// `cargo test -p memenc-sim --test supervisor_mechanism bench -- --ignored --nocapture`, alone.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn bench() {
+    let Some(p) = progs() else { return };
+    for workers in [1, 2] {
+        eprintln!("bench: notify_workers = {workers}");
+        let spec = Spec {
+            notify_workers: workers,
+            ..spec()
+        };
+        let h = Arc::new(TestHandler::default());
+        let r = supervisor::run(p.dynamic.as_os_str(), &[OsString::from("bench")], &spec, h);
+        assert_eq!(r.expect("run"), 0);
+    }
+    eprintln!("bench: without the supervisor (the supervised ioctls fail)");
+    let s = std::process::Command::new(&p.dynamic)
+        .arg("bench")
+        .status()
+        .expect("run");
+    assert!(s.success());
 }
