@@ -175,6 +175,16 @@ int main(int argc, char **argv) {
             double ns = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / rounds;
             fprintf(stderr, "bench: %-34s %8.0f ns/call\n", names[op], ns);
         }
+    } else if (!strcmp(m, "vfork")) {
+        pid_t c = vfork();
+        if (c == 0) {
+            execl("/proc/self/exe", "prog", "exit3", (char *)0);
+            _exit(99);
+        }
+        int st = -1;
+        waitpid(c, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3, "vfork child: status %#x", st);
+        CHECK(value(1) == 3, "value after vfork");
     } else if (!strcmp(m, "hold-restart")) hold(1);
     else if (!strcmp(m, "hold-norestart")) hold(0);
     else if (!strcmp(m, "exec") && argc > 2) {
@@ -457,6 +467,14 @@ fn forked_children() {
     assert_eq!(r.expect("run"), 0);
     assert_eq!(h.values.load(Ordering::Relaxed), 5 * 100 + 4);
     assert_eq!(h.writes.load(Ordering::Relaxed), 5 * 100);
+}
+
+#[test]
+fn vfork_and_exec() {
+    let Some(p) = progs() else { return };
+    let (r, h) = run_prog(&p.dynamic, &["vfork"]);
+    assert_eq!(r.expect("run"), 0);
+    assert_eq!(h.values.load(Ordering::Relaxed), 1);
 }
 
 #[test]
