@@ -194,14 +194,20 @@ mod tests {
         let io = libc::SYS_ioctl as u32;
         let x = AUDIT_ARCH_X86_64;
         assert_eq!(eval(&p, x, io, 0xae03), libc::SECCOMP_RET_USER_NOTIF);
-        assert_eq!(eval(&p, x, io, 0xae03 | 1 << 32), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(
+            eval(&p, x, io, 0xae03 | 1 << 32),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
         assert_eq!(eval(&p, x, io, 0xc008_aeba), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(eval(&p, x, io, 0xae01), libc::SECCOMP_RET_TRACE);
         assert_eq!(eval(&p, x, io, 0xae02), libc::SECCOMP_RET_ALLOW);
         for nr in [libc::SYS_open, libc::SYS_openat, libc::SYS_openat2] {
             assert_eq!(eval(&p, x, nr as u32, 0), libc::SECCOMP_RET_USER_NOTIF);
         }
-        assert_eq!(eval(&p, x, libc::SYS_read as u32, 0xae03), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            eval(&p, x, libc::SYS_read as u32, 0xae03),
+            libc::SECCOMP_RET_ALLOW
+        );
         let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
         assert_eq!(eval(&p, 0x4000_0003, 54, 0xae03), enosys); // i386 ioctl
         assert_eq!(eval(&p, x, io | X32_SYSCALL_BIT, 0xae03), enosys);
@@ -210,7 +216,10 @@ mod tests {
             ..spec.clone()
         })
         .expect("build");
-        assert_eq!(eval(&no_open, x, libc::SYS_openat as u32, 0), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            eval(&no_open, x, libc::SYS_openat as u32, 0),
+            libc::SECCOMP_RET_ALLOW
+        );
         assert_eq!(eval(&no_open, x, io, 0xae01), libc::SECCOMP_RET_TRACE);
         let both = Spec {
             trace_ioctls: vec![0xae03],

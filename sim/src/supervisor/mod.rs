@@ -8,7 +8,7 @@
 //! use memenc_sim::supervisor::{self, Handler, Notification, Reply, Spec, Target, TraceAction};
 //! struct H;
 //! impl Handler for H {
-//!     fn notify(&self, n: &Notification, t: &Target) -> Reply { Reply::Continue }
+//!     fn notify(&self, _n: &Notification, _t: &Target) -> Reply { Reply::Continue }
 //!     fn trace_entry(&self, _tid: i32, _nr: i64, _args: [u64; 6]) -> TraceAction {
 //!         TraceAction::Run { args: None, want_exit: false }
 //!     }
@@ -58,13 +58,23 @@ pub trait Handler: Send + Sync {
 /// returns its exit code (its exit status, or 128 + the signal that killed it). `Err` only if
 /// the mechanism itself fails (bad spec, exec failure, seccomp refused).
 /// [`Handler::exit`] is called before returning, in every case.
-pub fn run(program: &OsStr, args: &[OsString], spec: &Spec, handler: Arc<dyn Handler>) -> io::Result<i32> {
+pub fn run(
+    program: &OsStr,
+    args: &[OsString],
+    spec: &Spec,
+    handler: Arc<dyn Handler>,
+) -> io::Result<i32> {
     let result = run_inner(program, args, spec, handler.clone());
     handler.exit();
     result
 }
 
-fn run_inner(program: &OsStr, args: &[OsString], spec: &Spec, handler: Arc<dyn Handler>) -> io::Result<i32> {
+fn run_inner(
+    program: &OsStr,
+    args: &[OsString],
+    spec: &Spec,
+    handler: Arc<dyn Handler>,
+) -> io::Result<i32> {
     let filter = filter::build(spec)?;
     let words = notify::notif_words()?;
     let program = program.to_owned();

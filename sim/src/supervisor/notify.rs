@@ -45,7 +45,9 @@ pub enum Reply {
 }
 
 fn last_errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// `NOTIF_RECV` into a buffer of the kernel's size (which may be larger than `libc`'s struct
@@ -54,7 +56,13 @@ fn recv(listener: BorrowedFd<'_>, buf: &mut [u64]) -> Result<Notification, i32> 
     buf.fill(0);
     // SAFETY: `buf` is at least as large as the kernel's `struct seccomp_notif` (checked by
     // the caller) and 8-byte aligned.
-    let r = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, buf.as_mut_ptr()) };
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            buf.as_mut_ptr(),
+        )
+    };
     if r != 0 {
         return Err(last_errno());
     }
@@ -91,7 +99,8 @@ fn send(listener: BorrowedFd<'_>, id: u64, reply: Reply) -> io::Result<()> {
                 newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
             };
             // SAFETY: the ioctl reads a valid `seccomp_notif_addfd`.
-            let r = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &add) };
+            let r =
+                unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &add) };
             if r >= 0 {
                 return Ok(()); // installed and answered in one step
             }
@@ -121,7 +130,14 @@ pub(crate) fn notif_words() -> io::Result<usize> {
         seccomp_data: 0,
     };
     // SAFETY: SECCOMP_GET_NOTIF_SIZES fills the struct it is given.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_GET_NOTIF_SIZES, 0, &mut sizes) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_NOTIF_SIZES,
+            0,
+            &mut sizes,
+        )
+    };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -153,7 +169,12 @@ pub(crate) fn set_sync_wake_up(listener: BorrowedFd<'_>) -> bool {
 
 /// One worker: serves until no task uses the filter any more, or `stop` is set (the tracer
 /// has seen every task go).
-pub(crate) fn serve(listener: &OwnedFd, handler: &dyn Handler, stop: &AtomicBool, words: usize) -> io::Result<()> {
+pub(crate) fn serve(
+    listener: &OwnedFd,
+    handler: &dyn Handler,
+    stop: &AtomicBool,
+    words: usize,
+) -> io::Result<()> {
     let fd = listener.as_fd();
     let mut buf = vec![0u64; words];
     loop {
@@ -187,7 +208,8 @@ pub(crate) fn serve(listener: &OwnedFd, handler: &dyn Handler, stop: &AtomicBool
         };
         let target = Target::new(fd, n.id, n.tid);
         // A panicking handler must not leave the target hanging: fail that one call.
-        let reply = catch_unwind(AssertUnwindSafe(|| handler.notify(&n, &target))).unwrap_or(Reply::Errno(libc::ENOSYS));
+        let reply = catch_unwind(AssertUnwindSafe(|| handler.notify(&n, &target)))
+            .unwrap_or(Reply::Errno(libc::ENOSYS));
         if send(fd, n.id, reply).is_err() {
             // The kernel refused the answer (a bug in it, e.g. an out-of-range value): the
             // caller must not wait forever, so fail the call instead.

@@ -31,7 +31,8 @@ pub struct Child {
 }
 
 fn cstring(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+    CString::new(s.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
 }
 
 /// `execvp`'s search, done before the fork (it allocates).
@@ -50,7 +51,10 @@ fn resolve(program: &OsStr) -> io::Result<PathBuf> {
             }
         }
     }
-    Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: not found in PATH", p.display())))
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: not found in PATH", p.display()),
+    ))
 }
 
 /// Writes an errno to the parent; only async-signal-safe calls.
@@ -61,7 +65,9 @@ fn child_report(sock: RawFd, err: i32) {
 }
 
 fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// The child side; never returns.
@@ -76,7 +82,7 @@ unsafe fn child(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> ! {
-    // SAFETY (all blocks below): plain system calls on valid pointers prepared before the fork;
+    // SAFETY: plain system calls on valid pointers prepared before the fork;
     // none of them allocates or takes a lock, which is what a child of a threaded process needs.
     unsafe {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != parent {
@@ -88,7 +94,8 @@ unsafe fn child(
             libc::_exit(127);
         }
         libc::raise(libc::SIGSTOP);
-        let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        let flags =
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
         let install = || {
             libc::syscall(
                 libc::SYS_seccomp,
@@ -150,7 +157,9 @@ fn waitpid_stopped(pid: i32) -> io::Result<()> {
     if libc::WIFSTOPPED(st) && libc::WSTOPSIG(st) == libc::SIGSTOP {
         Ok(())
     } else {
-        Err(io::Error::other(format!("child did not stop for the tracer (wait status {st:#x})")))
+        Err(io::Error::other(format!(
+            "child did not stop for the tracer (wait status {st:#x})"
+        )))
     }
 }
 
@@ -181,7 +190,8 @@ fn recv_listener(sock: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the CMSG_* walk stays within `msg_controllen` as filled by the kernel.
     unsafe {
         let c = libc::CMSG_FIRSTHDR(&msg);
-        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
+        {
             let raw = libc::CMSG_DATA(c).cast::<RawFd>().read_unaligned();
             fd = Some(OwnedFd::from_raw_fd(raw));
         }
@@ -190,13 +200,19 @@ fn recv_listener(sock: RawFd) -> io::Result<OwnedFd> {
     match (n, fd) {
         (4, Some(fd)) if code == 0 => Ok(fd),
         (4, _) if code != 0 => Err(io::Error::from_raw_os_error(code)),
-        _ => Err(io::Error::other("child exited before handing over the seccomp listener")),
+        _ => Err(io::Error::other(
+            "child exited before handing over the seccomp listener",
+        )),
     }
 }
 
 /// Forks and starts `program`; must be called on the thread that will do all ptrace calls
 /// (the tracer of a PTRACE_TRACEME child is the thread that forked it).
-pub fn spawn(program: &OsStr, args: &[OsString], filter: &[libc::sock_filter]) -> io::Result<Child> {
+pub fn spawn(
+    program: &OsStr,
+    args: &[OsString],
+    filter: &[libc::sock_filter],
+) -> io::Result<Child> {
     let path = cstring(resolve(program)?.as_os_str())?;
     let mut cargs = vec![cstring(program)?];
     for a in args {
@@ -221,7 +237,15 @@ pub fn spawn(program: &OsStr, args: &[OsString], filter: &[libc::sock_filter]) -
 
     let mut sv = [0 as RawFd; 2];
     // SAFETY: `sv` has room for the two descriptors.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } != 0 {
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    } != 0
+    {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: socketpair just returned these two descriptors, owned by nobody else.
@@ -274,6 +298,13 @@ pub fn spawn(program: &OsStr, args: &[OsString], filter: &[libc::sock_filter]) -
 pub fn exec_error(sock: &OwnedFd) -> Option<io::Error> {
     let mut b = [0u8; 4];
     // SAFETY: `b` is a 4-byte buffer; MSG_DONTWAIT so this never blocks.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), b.as_mut_ptr().cast(), 4, libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            4,
+            libc::MSG_DONTWAIT,
+        )
+    };
     (n == 4).then(|| io::Error::from_raw_os_error(i32::from_ne_bytes(b)))
 }

@@ -25,7 +25,13 @@ pub struct Target<'a> {
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: is the notification `id` still waiting for its answer?
 pub(crate) fn id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
     // SAFETY: the ioctl reads one u64 from a valid pointer.
-    unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id as *const u64) == 0 }
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        ) == 0
+    }
 }
 
 fn stale() -> io::Error {
@@ -137,7 +143,9 @@ impl<'a> Target<'a> {
 
     /// [`Self::read_cstr`] as a path.
     pub fn read_path(&self, addr: u64) -> io::Result<PathBuf> {
-        Ok(PathBuf::from(OsString::from_vec(self.read_cstr(addr)?.into_bytes())))
+        Ok(PathBuf::from(OsString::from_vec(
+            self.read_cstr(addr)?.into_bytes(),
+        )))
     }
 
     /// What the target's descriptor `fd` refers to (`readlink /proc/TID/fd/N`), e.g.
@@ -174,7 +182,16 @@ impl<'a> Target<'a> {
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
         // SAFETY: plain system call with integer arguments.
-        let r = unsafe { libc::syscall(libc::SYS_kcmp, self.tid, me, KCMP_FILE, fd, ours.as_raw_fd()) };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_kcmp,
+                self.tid,
+                me,
+                KCMP_FILE,
+                fd,
+                ours.as_raw_fd(),
+            )
+        };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -34,7 +34,10 @@ pub enum TraceAction {
     /// is given; if `want_exit`, [`Handler::trace_exit`] sees its result. The kernel re-runs
     /// the filter on the new arguments (a rewritten request that is on the notify list is then
     /// notified; on the trace list it is allowed).
-    Run { args: Option<[u64; 6]>, want_exit: bool },
+    Run {
+        args: Option<[u64; 6]>,
+        want_exit: bool,
+    },
     /// Do not run it; it returns `-errno`. Done at the seccomp stop itself (syscall number -1
     /// and the return register set, as seccomp(2) describes), so no exit stop is needed.
     Fail(i32),
@@ -66,7 +69,13 @@ fn set_regs(pid: i32, regs: &libc::user_regs_struct) {
 
 fn event_msg(pid: i32) -> Option<u64> {
     let mut msg: libc::c_ulong = 0;
-    (ptrace(libc::PTRACE_GETEVENTMSG, pid, 0, &mut msg as *mut _ as usize) == 0).then_some(msg)
+    (ptrace(
+        libc::PTRACE_GETEVENTMSG,
+        pid,
+        0,
+        &mut msg as *mut _ as usize,
+    ) == 0)
+        .then_some(msg)
 }
 
 fn is_group_stop(pid: i32) -> bool {
@@ -90,7 +99,10 @@ fn seccomp_stop(pid: i32, task: &mut Task, handler: &dyn Handler) {
     };
     let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
     match handler.trace_entry(pid, regs.orig_rax as i64, args) {
-        TraceAction::Run { args: new, want_exit } => {
+        TraceAction::Run {
+            args: new,
+            want_exit,
+        } => {
             if let Some(a) = new.filter(|a| *a != args) {
                 [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9] = a;
                 set_regs(pid, &regs);
