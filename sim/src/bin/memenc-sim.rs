@@ -53,7 +53,10 @@ fn parse_run(mut it: impl Iterator<Item = OsString>) -> Result<Run, String> {
     let name = profile.ok_or("--profile is required")?;
     let name = name.to_string_lossy();
     let profile = profile::find(&name).ok_or_else(|| {
-        let known: Vec<_> = profile::PROFILES.iter().map(|p| p.name.to_string_lossy()).collect();
+        let known: Vec<_> = profile::PROFILES
+            .iter()
+            .map(|p| p.name.to_string_lossy())
+            .collect();
         format!("no profile '{name}' (profiles: {})", known.join(", "))
     })?;
     let program = it.next().ok_or("missing PROGRAM after --")?;

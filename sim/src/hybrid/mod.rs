@@ -90,8 +90,14 @@ struct GmemEntry {
 /// A traced creation waiting for its result.
 enum Pending {
     Vm(VmRef),
-    Vcpu { vm: usize, index: usize },
-    Gmem { vm: usize, args: kvm_create_guest_memfd },
+    Vcpu {
+        vm: usize,
+        index: usize,
+    },
+    Gmem {
+        vm: usize,
+        args: kvm_create_guest_memfd,
+    },
 }
 
 #[derive(Default)]
@@ -429,7 +435,10 @@ impl Hybrid {
         let text = json(&name, &reports);
         let written = std::fs::File::create(path).and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = written {
-            eprintln!("memenc-sim: cannot write the report {}: {e}", path.display());
+            eprintln!(
+                "memenc-sim: cannot write the report {}: {e}",
+                path.display()
+            );
         }
     }
 }
