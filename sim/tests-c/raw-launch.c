@@ -12,12 +12,20 @@
  *   raw-launch seves-legacy VCPUS  SEV-ES via KVM_SEV_ES_INIT on a default VM
  *   raw-launch seves-init2 VCPUS   SEV-ES via KVM_SEV_INIT2 on a SEV-ES VM
  *
+ * Environment: RAW_LAUNCH_THREADS=1 creates and sets up each vCPU in a thread of its own (as
+ * QEMU does); RAW_LAUNCH_SIGNALS=1 keeps a 50 µs SIGALRM timer (SA_RESTART handler) running
+ * through the launch and issues every SNP_LAUNCH_UPDATE one page at a time, so signals land
+ * during simulated commands (a command run twice or a lost write-back changes the digest).
+ *
  * The vCPU registers are what QEMU sets at reset (KVM_SET_SREGS, KVM_SET_REGS): CPU signature
  * in RDX (EPYC-v4, 0x00800f12), BSP at 0xfffffff0, APs at AP_EIP. Exit 0 when launched, 1 on a
  * failed call (named on stderr), 2 usage, 77 without /dev/kvm.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -187,23 +195,51 @@ static void vcpu_reset_like_qemu(int vcpu, uint32_t eip, int bsp)
         die("KVM_SET_REGS", r, 0);
 }
 
+static volatile sig_atomic_t signals_seen;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    signals_seen = signals_seen + 1;
+}
+
+static void *vcpu_thread(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    int vcpu = ioctl(vm_fd, KVM_CREATE_VCPU, i);
+    if (vcpu < 0)
+        die("KVM_CREATE_VCPU", -errno, 0);
+    vcpu_reset_like_qemu(vcpu, i == 0 ? BSP_EIP : AP_EIP, i == 0);
+    return NULL;
+}
+
+/* vCPU i gets id i; in threads, each waits for the previous one's creation (ids in order, as
+ * the measurement's vCPU order is creation order). */
 static void create_vcpus(int n)
 {
+    int threads = getenv("RAW_LAUNCH_THREADS") != NULL;
     for (int i = 0; i < n; i++) {
-        int vcpu = ioctl(vm_fd, KVM_CREATE_VCPU, i);
-        if (vcpu < 0)
-            die("KVM_CREATE_VCPU", -errno, 0);
-        vcpu_reset_like_qemu(vcpu, i == 0 ? BSP_EIP : AP_EIP, i == 0);
+        if (!threads) {
+            vcpu_thread((void *)(intptr_t)i);
+            continue;
+        }
+        pthread_t t;
+        if (pthread_create(&t, NULL, vcpu_thread, (void *)(intptr_t)i) != 0)
+            die("pthread_create", -EAGAIN, 0);
+        pthread_join(t, NULL);
     }
 }
 
 static void snp_update(uint64_t gpa, uint8_t *host, uint64_t pages, uint8_t type, const char *what)
 {
-    struct x_kvm_sev_snp_launch_update u = {
-        .gfn_start = gpa / PAGE, .uaddr = (uint64_t)(uintptr_t)host, .len = pages * PAGE,
-        .type = type};
-    while (u.len) /* partial progress: the kernel advances the fields */
-        sev(X_KVM_SEV_SNP_LAUNCH_UPDATE, &u, what);
+    uint64_t step = getenv("RAW_LAUNCH_SIGNALS") ? 1 : pages;
+    for (uint64_t done = 0; done < pages; done += step) {
+        struct x_kvm_sev_snp_launch_update u = {
+            .gfn_start = gpa / PAGE + done, .uaddr = (uint64_t)(uintptr_t)(host + done * PAGE),
+            .len = step * PAGE, .type = type};
+        while (u.len) /* partial progress: the kernel advances the fields */
+            sev(X_KVM_SEV_SNP_LAUNCH_UPDATE, &u, what);
+    }
 }
 
 static void launch_snp(uint8_t *mem, int vcpus)
@@ -278,13 +314,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: raw-launch snp|seves-legacy|seves-init2 VCPUS\n");
         return 2;
     }
+    if (getenv("RAW_LAUNCH_SIGNALS")) {
+        struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval every = {.it_interval = {0, 50}, .it_value = {0, 50}};
+        setitimer(ITIMER_REAL, &every, NULL);
+    }
     int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm < 0) {
         printf("SKIPPED: no /dev/kvm\n");
         return 77;
     }
     unsigned long type = snp ? X_KVM_X86_SNP_VM : legacy ? 0 : X_KVM_X86_SEV_ES_VM;
-    vm_fd = ioctl(kvm, KVM_CREATE_VM, type);
+    /* KVM_CREATE_VM fails with EINTR when a signal is pending (mm_take_all_locks); QEMU's
+     * kvm_init retries it the same way. */
+    do
+        vm_fd = ioctl(kvm, KVM_CREATE_VM, type);
+    while (vm_fd < 0 && errno == EINTR);
     if (vm_fd < 0)
         die("KVM_CREATE_VM", -errno, 0);
     sev_fd = open("/dev/sev", O_RDWR | O_CLOEXEC);
@@ -299,6 +346,9 @@ int main(int argc, char **argv)
         launch_snp(mem, vcpus);
     else
         launch_seves(mem, vcpus, legacy);
-    printf("%s launch with %d vCPUs finished\n", mode, vcpus);
+    struct itimerval off = {0};
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("%s launch with %d vCPUs finished (%d signals during it)\n", mode, vcpus,
+           (int)signals_seen);
     return 0;
 }
