@@ -8,11 +8,13 @@
 #    the C examples with meson (installing meson, ninja and a C compiler when they are missing,
 #    like scripts/test-all.sh: scripts/prerequisites.sh);
 # 2. asks this host what it supports: `memenc probe`;
-# 3. runs the three launch examples (examples-c/{sev,snp,tdx}-launch.c) with --auto: on this
-#    host's KVM where it has the technology, otherwise on memenc's simulated host, and each
-#    says which in its first line;
-# 4. runs them once more on every simulated profile that has their technology, one line each
-#    (the measurements are deterministic: the same on every machine);
+# 3. runs the three launch examples (examples-c/{sev,snp,tdx}-launch.c, plain real-host
+#    programs) on this host's KVM; where this host lacks the technology, the same unmodified
+#    program runs under memenc-sim (`memenc-sim run --profile P --report F -- example`), the
+#    simulated host, and says so in its first line ("host: SIMULATED (profile ...)");
+# 4. runs them once more under memenc-sim on every profile that has their technology, one line
+#    each with the launch measurement from memenc-sim's report (deterministic: the same on
+#    every machine);
 # 5. ends with a summary.
 #
 # Build output goes to $MEMENC_MAIN_DIR (default build-main/), logs to its logs/. Exit status:
@@ -52,7 +54,8 @@ step() {
 }
 
 echo "== building memenc (release): cargo, then meson (C library and examples)"
-step cargo-build cargo build --release --locked --bin memenc
+step cargo-build cargo build --release --locked -p memenc --bin memenc -p memenc-sim --bin memenc-sim
+sim=$CARGO_TARGET_DIR/release/memenc-sim
 setup_args=(--buildtype=release -Dtests=false -Dexamples=true)
 if [[ -f $build/meson-private/coredata.dat ]]; then
     step meson-setup meson setup --reconfigure "$build" "$root" "${setup_args[@]}"
@@ -60,7 +63,7 @@ else
     step meson-setup meson setup "$build" "$root" "${setup_args[@]}"
 fi
 step meson-compile meson compile -C "$build"
-echo "   built: $CARGO_TARGET_DIR/release/memenc, $build/examples-c/{sev,snp,tdx}-launch"
+echo "   built: $CARGO_TARGET_DIR/release/{memenc,memenc-sim}, $build/examples-c/{sev,snp,tdx}-launch"
 
 summary=()
 failed=0
@@ -78,52 +81,76 @@ else
 fi
 
 # The result of one launch run, from its output: host kind, outcome, measurement.
-describe_run() { # rc output-file [short: measurements cut to 16 hex digits]
-    local rc=$1 out=$2 short=${3:-} host outcome measure
-    host=$(head -n1 "$out" | sed -e 's/^host: //' -e 's/;.*/)/')
+# The measurement memenc-sim's report gives for the launched VM (the last VM the program
+# created; the first ones are memenc's probe scratch VMs): "launch digest=..." or "MRTD=...".
+report_measure() { # report-file [short]
+    local f=$1 short=${2:-} m
+    m=$(tr -d '\n' <"$f" | grep -o '"launch_digest": "[0-9a-f]*"\|"mrtd": "[0-9a-f]*"' | tail -n1 |
+        sed -E 's/"launch_digest": "([0-9a-f]*)"/launch digest=\1/; s/"mrtd": "([0-9a-f]*)"/MRTD=\1/')
+    [[ -z $short ]] || m=$(sed -E 's/=([0-9a-f]{16})[0-9a-f]+/=\1.../' <<<"$m")
+    printf '%s' "$m"
+}
+
+describe_run() { # rc output-file [report-file] [short]
+    local rc=$1 out=$2 report=${3:-} short=${4:-} host outcome measure=""
+    host=$(head -n1 "$out" | sed -e 's/^host: //')
     case $rc in
         0) outcome=$(grep -m1 ' launched$' "$out" || echo launched) ;;
         77) outcome=$(grep -m1 -E '^(INCOMPLETE|SKIPPED):' "$out" || echo "could not run here") ;;
         *) outcome="FAILED (exit $rc)" ;;
     esac
-    measure=$(grep -E '^(measurement|launch digest|MRTD)' "$out" |
-        sed -E 's/ \[simulated[^]]*\]//; s/ \(([0-9]+) bytes\): /=/' | paste -sd' ' -)
-    [[ -z $short ]] || measure=$(sed -E 's/=([0-9a-f]{16})[0-9a-f]+/=\1.../g' <<<"$measure")
+    [[ -z $report || ! -s $report ]] || measure=$(report_measure "$report" "$short")
     printf '%s | %s%s' "$host" "$outcome" "${measure:+ | $measure}"
 }
 
-run_example() { # name args...
-    local name=$1 out rc
-    shift
-    out=$logs/$name$(printf '_%s' "$@" | tr -c 'A-Za-z0-9_.@-' '_').out
+run_example() { # profile|- name args...: on this host (-) or under memenc-sim
+    local profile=$1 name=$2 out rc
+    shift 2
+    out=$logs/$name-$profile$(printf '_%s' "$@" | tr -c 'A-Za-z0-9_.@-' '_').out
+    last_report=$out.report.json
+    rm -f "$last_report"
     set +e
-    "$build/examples-c/$name" "$@" >"$out" 2>&1
+    if [[ $profile == - ]]; then
+        "$build/examples-c/$name" "$@" >"$out" 2>&1
+    else
+        "$sim" run --profile "$profile" --report "$last_report" -- \
+            "$build/examples-c/$name" "$@" >"$out" 2>&1
+    fi
     rc=$?
     set -e
     ((rc == 0 || rc == 77)) || failed=$((failed + 1))
     last_rc=$rc last_out=$out
 }
 
+# The newest profile of each technology: where this host cannot launch, the example runs there.
+declare -A fallback=([sev-launch]=snp@6.18 [snp-launch]=snp@6.18 [tdx-launch]=tdx@6.19)
+
 echo
-echo "== the launch flows (--auto: this host if it can, else the simulated host)"
+echo "== the launch flows: this host if it can, else the same program under memenc-sim"
 for name in sev-launch snp-launch tdx-launch; do
-    echo "-- $name --auto"
-    run_example "$name" --auto
+    echo "-- $name"
+    run_example - "$name"
+    if ((last_rc == 77)); then
+        cat "$last_out"
+        echo "   (this host cannot: running it unmodified under memenc-sim --profile ${fallback[$name]})"
+        run_example "${fallback[$name]}" "$name"
+    fi
     cat "$last_out"
-    summary+=("$(printf '%-12s %s' "$name" "$(describe_run "$last_rc" "$last_out" short)")")
+    [[ ! -s $last_report ]] || echo "memenc-sim report: $(report_measure "$last_report") [simulated]"
+    summary+=("$(printf '%-12s %s' "$name" "$(describe_run "$last_rc" "$last_out" "$last_report" short)")")
 done
 
 echo
-echo "== the launch flows on every simulated profile that has their technology"
+echo "== the launch flows under memenc-sim on every profile that has their technology"
 declare -A profiles=(
-    [sev-launch]="sev@6.1 snp@6.11 snp@6.18"
-    [snp-launch]="snp@6.11 snp@6.18"
+    [sev-launch]="sev@6.1 snp@6.11 snp@6.18 snp@6.19 snp@7.0"
+    [snp-launch]="snp@6.11 snp@6.18 snp@6.19 snp@7.0"
     [tdx-launch]="tdx@6.16 tdx@6.19"
 )
 for name in sev-launch snp-launch tdx-launch; do
     for profile in ${profiles[$name]}; do
-        run_example "$name" --sim "$profile"
-        result=$(describe_run "$last_rc" "$last_out" | cut -d'|' -f2-)
+        run_example "$profile" "$name"
+        result=$(describe_run "$last_rc" "$last_out" "$last_report" | cut -d'|' -f2-)
         printf '%-12s %-9s %s\n' "$name" "$profile" "$result"
         if ((last_rc != 0 && last_rc != 77)); then sed 's/^/    /' "$last_out"; fi
     done
