@@ -58,3 +58,16 @@ memenc_rust_components() {
         fi
     done
 }
+
+# memenc_python_module LOG MODULE PACKAGE: the independent measurement tool the simulator's
+# digests are checked against (sev-snp-measure), from PyPI when it is not importable.
+memenc_python_module() {
+    local log=$1 module=$2 package=$3
+    command -v python3 >/dev/null || { echo "missing: python3"; return 0; }
+    python3 -c "import $module" 2>/dev/null && return 0
+    echo "installing: $package (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check "$package" >>"$log" 2>&1 ||
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+            "$package" >>"$log" 2>&1 || echo "pip install $package failed; the digest checks will SKIP"
+    return 0
+}

@@ -9,9 +9,12 @@
 # Debian/Ubuntu, else tells you what to install. Then runs these suites, each logged to
 # $MEMENC_TEST_DIR/logs/<suite>.log (default build-test-all/):
 #
-#   fmt, clippy, cargo-test            the Rust checks (clippy and fmt never run inside meson)
+#   fmt, clippy, cargo-test            the Rust checks of the workspace (memenc and memenc-sim:
+#                                      the model, the supervisor, raw-ioctl launches under it
+#                                      checked against sev-snp-measure)
 #   meson-shared, meson-static         meson setup/compile/test with default_library=shared and
-#                                      static: C tests, examples, ABI checks, cargo test
+#                                      static: C tests, examples (on this host, and under
+#                                      memenc-sim on every profile), ABI checks
 #   consumer-shared, consumer-static   pkg-config consumer of a staged install; a parent meson
 #                                      project using memenc as a subproject (shared and static)
 #   asan-shared, asan-static           C tests and examples under ASan+UBSan
@@ -40,6 +43,7 @@ install_prerequisites() {
     memenc_prerequisites "$logs/apt.log" meson:meson ninja:ninja-build pkg-config:pkg-config \
         valgrind:valgrind c++:g++ cc:gcc nm:binutils readelf:binutils python3:python3
     memenc_rust_components "$logs/apt.log"
+    memenc_python_module "$logs/apt.log" sevsnpmeasure sev-snp-measure
 }
 
 # --- suites ---------------------------------------------------------------------------------
@@ -91,14 +95,25 @@ need() {
     done
 }
 
+# memenc-sim (debug build, shared by every suite): the meson suites run the launch examples,
+# unmodified, under it on every profile.
+simulator=$CARGO_TARGET_DIR/debug/memenc-sim
+export MEMENC_SIMULATOR=$simulator
+
+with_sim() { # command...: with memenc-sim built first
+    cargo build --locked -p memenc-sim --bin memenc-sim && "$@"
+}
+
 meson_build() { # dir default_library [meson test args...]
     local dir=$1 library=$2
     shift 2
     need meson ninja || return
+    with_sim true || return
+    local opts=(-Ddefault_library="$library" -Dsimulator="$simulator")
     if [[ -f $dir/meson-private/coredata.dat ]]; then
-        meson setup --reconfigure "$dir" "$root" -Ddefault_library="$library" || return
+        meson setup --reconfigure "$dir" "$root" "${opts[@]}" || return
     else
-        meson setup "$dir" "$root" -Ddefault_library="$library" || return
+        meson setup "$dir" "$root" "${opts[@]}" || return
     fi
     meson compile -C "$dir" || return
     meson test -C "$dir" --print-errorlogs "$@"
@@ -121,8 +136,8 @@ suite meson-shared meson_build "$work/shared" shared --no-suite consumer
 suite consumer-shared consumers "$work/shared" --suite consumer
 suite meson-static meson_build "$work/static" static --no-suite consumer
 suite consumer-static consumers "$work/static" consumer-pkg-config
-suite asan-shared bash scripts/memcheck.sh asan "$work/asan-shared" shared
-suite asan-static bash scripts/memcheck.sh asan "$work/asan-static" static
+suite asan-shared with_sim bash scripts/memcheck.sh asan "$work/asan-shared" shared
+suite asan-static with_sim bash scripts/memcheck.sh asan "$work/asan-static" static
 suite valgrind-shared bash scripts/memcheck.sh valgrind "$work/shared"
 suite valgrind-static bash scripts/memcheck.sh valgrind "$work/static"
 suite thread-check bash scripts/thread-check.sh
