@@ -66,7 +66,10 @@ pub mod page_type {
 pub struct LaunchUpdate {
     /// First guest frame number; it must be private and backed by guest_memfd.
     pub gfn_start: u64,
-    /// Source address in user space, 4 KiB aligned (ignored for ZERO pages).
+    /// Source address in user space: non-zero and 4 KiB aligned for every page type but ZERO
+    /// (not read for ZERO pages). memenc refuses a NULL or unaligned source with -EINVAL before
+    /// any ioctl: kernels up to 7.0 hit a `WARN_ON_ONCE` for NULL (a host panic under
+    /// `panic_on_warn`) and fail with -EIO; 6.x up to 6.19 measure an unaligned source as is.
     pub uaddr: u64,
     /// Length in bytes: a non-zero multiple of 4096.
     pub len: u64,
@@ -75,10 +78,14 @@ pub struct LaunchUpdate {
 }
 
 /// `KVM_SEV_SNP_LAUNCH_UPDATE` over the whole range: re-issued with the kernel's advanced
-/// `gfn_start`/`uaddr`/`len` until `len` is 0, and after transient errors. On failure,
-/// `Error::reached` is the first GFN not added.
+/// `gfn_start`/`uaddr`/`len` until `len` is 0. On failure, `Error::reached` is the first GFN
+/// not added. -EIO with firmware status 0 means the kernel stopped before the firmware (a
+/// signal, a GFN that is not private, a page already prepared): stage [`Stage::Kvm`].
+///
+/// [`Stage::Kvm`]: crate::fwerr::Stage::Kvm
 pub fn launch_update(vm_fd: BorrowedFd<'_>, sev: BorrowedFd<'_>, p: &LaunchUpdate) -> Result<()> {
-    if p.len == 0 || p.len % PAGE_SIZE != 0 {
+    let bad_source = p.page_type != page_type::ZERO && (p.uaddr == 0 || p.uaddr % PAGE_SIZE != 0);
+    if p.len == 0 || p.len % PAGE_SIZE != 0 || bad_source {
         return Err(Error {
             reached: Some(p.gfn_start),
             ..reject(id::SNP_LAUNCH_UPDATE, libc::EINVAL)
