@@ -11,7 +11,6 @@ pub mod sev;
 pub mod snp;
 pub mod tdx;
 pub mod trace;
-pub mod vm;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -262,7 +262,7 @@ pub unsafe extern "C" fn mem_enc_tdx_init_vm(
                 return Err(c.reject(libc::E2BIG));
             }
             if a.cpuid.is_null() && a.cpuid_nent != 0 {
-                return Err(c.reject(libc::EFAULT));
+                return Err(c.reject(libc::EINVAL));
             }
             let cpuid: Vec<kvm_cpuid_entry2> = (0..a.cpuid_nent as usize)
                 // SAFETY: "cpuid_nent" readable entries at "cpuid" (contract).
@@ -367,34 +367,6 @@ pub unsafe extern "C" fn mem_enc_tdx_init_mem_region(
         unsafe { put_reached(gpa_reached, &r, done) };
         // SAFETY: hw_error is NULL or writable (contract).
         unsafe { finish(Status::Tdx(hw_error), r, |()| {}) }
-    })
-}
-
-/// KVM_TDX_FINALIZE_VM: ends the build; the TD's measurement is final and its vCPUs can run.
-/// Retried on -EBUSY (TDX_OPERAND_BUSY) up to the retry limit.
-///
-/// Arguments:
-///  "vm_fd"    - the TDX VM descriptor.
-///  "hw_error" - optional SEAMCALL status of TDH.MR.FINALIZE.
-///
-/// Returns: 0, or -EINVAL (INIT_VM not done, already finalised, a page add incomplete), -EBUSY
-/// (after the retries), -ENOTTY, -EIO.
-///
-/// # Safety
-/// "hw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_tdx_finalize_vm(vm_fd: c_int, hw_error: *mut u64) -> c_int {
-    boundary(|| {
-        // SAFETY: "hw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::FINALIZE_VM),
-                vm_fd,
-                Status::Tdx(hw_error),
-                tdx::finalize_vm,
-            )
-        }
     })
 }
 

@@ -157,7 +157,72 @@ pub fn launch_finish(
     )
 }
 
-/// `KVM_SEV_SNP_ENABLE_REQ_CERTS` (newest kernels; before any vCPU is created).
+/// `KVM_SEV_SNP_ENABLE_REQ_CERTS` (kernel 7.0; before any vCPU is created): the guest's
+/// extended guest requests then exit to user space with `KVM_EXIT_SNP_REQ_CERTS`, answered
+/// with [`answer_req_certs`]. Kernels before 7.0 answer -EINVAL; the probe reports support
+/// through the `KVM_X86_SEV_SNP_REQ_CERTS` attribute.
 pub fn enable_req_certs(vm_fd: BorrowedFd<'_>) -> Result<()> {
     issue(vm_fd, Vendor::Sev, id::SNP_ENABLE_REQ_CERTS, 0, 0, None)
+}
+
+pub use crate::uapi::{KVM_EXIT_SNP_REQ_CERTS, kvm_exit_snp_req_certs};
+
+/// How user space answers a `KVM_EXIT_SNP_REQ_CERTS` exit (the kernel's protocol, 7.0:
+/// `snp_complete_req_certs` reads `ret` with `READ_ONCE` when KVM_RUN is re-entered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReqCertsAnswer {
+    /// The certificate table was written at `gpa`: KVM issues the guest request to the
+    /// firmware (`ret` 0).
+    Written,
+    /// The buffer is too small: KVM tells the guest `SNP_GUEST_VMM_ERR_INVALID_LEN` with this
+    /// many pages in RBX (`ret` ENOSPC, `npages` the pages needed).
+    TooSmall {
+        /// Pages the certificate table needs.
+        npages: u64,
+    },
+    /// Try again later: the guest sees `SNP_GUEST_VMM_ERR_BUSY` (`ret` EAGAIN).
+    Busy,
+    /// Failed: the guest sees `SNP_GUEST_VMM_ERR_GENERIC` (`ret` EIO).
+    Failed,
+}
+
+/// Fills in the answer to a `KVM_EXIT_SNP_REQ_CERTS` exit in the vCPU's `kvm_run`
+/// (`run.snp_req_certs`); the VMM then re-enters KVM_RUN. Any other `ret` value makes KVM_RUN
+/// fail with -EINVAL, which is why only these four answers exist. `npages` is written only for
+/// [`ReqCertsAnswer::TooSmall`], the one case the kernel reads it back.
+pub fn answer_req_certs(exit: &mut kvm_exit_snp_req_certs, answer: ReqCertsAnswer) {
+    exit.ret = match answer {
+        ReqCertsAnswer::Written => 0,
+        ReqCertsAnswer::TooSmall { npages } => {
+            exit.npages = npages;
+            libc::ENOSPC as u64
+        }
+        ReqCertsAnswer::Busy => libc::EAGAIN as u64,
+        ReqCertsAnswer::Failed => libc::EIO as u64,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn req_certs_layout_and_answers() {
+        assert_eq!(core::mem::size_of::<kvm_exit_snp_req_certs>(), 24);
+        assert_eq!(core::mem::offset_of!(kvm_exit_snp_req_certs, ret), 16);
+        assert_eq!(KVM_EXIT_SNP_REQ_CERTS, 43);
+        let mut e = kvm_exit_snp_req_certs {
+            gpa: 0x1000,
+            npages: 1,
+            ret: 99,
+        };
+        answer_req_certs(&mut e, ReqCertsAnswer::TooSmall { npages: 4 });
+        assert_eq!((e.gpa, e.npages, e.ret), (0x1000, 4, libc::ENOSPC as u64));
+        answer_req_certs(&mut e, ReqCertsAnswer::Written);
+        assert_eq!((e.npages, e.ret), (4, 0));
+        answer_req_certs(&mut e, ReqCertsAnswer::Busy);
+        assert_eq!(e.ret, libc::EAGAIN as u64);
+        answer_req_certs(&mut e, ReqCertsAnswer::Failed);
+        assert_eq!(e.ret, libc::EIO as u64);
+    }
 }
