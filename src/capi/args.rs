@@ -118,9 +118,7 @@ pub(crate) fn check_struct_out<T: ArgsStruct>(
     dst: *mut T,
     size: usize,
 ) -> core::result::Result<(), Errno> {
-    if dst.is_null() {
-        Err(Errno(libc::EINVAL))
-    } else if size < T::SIZE_VER0 {
+    if dst.is_null() || size < T::SIZE_VER0 {
         Err(Errno(libc::EINVAL))
     } else if size > ARGS_SIZE_MAX {
         Err(Errno(libc::E2BIG))

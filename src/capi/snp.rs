@@ -44,8 +44,10 @@ pub struct mem_enc_snp_launch_update_args {
     pub len: u64,
     /// `MEM_ENC_SNP_PAGE_TYPE_*`.
     pub page_type: u32,
-    /// Must be 0.
-    pub reserved: u32,
+    /// How many rounds without progress this call accepts before -EAGAIN; 0: the process-wide
+    /// limit (`mem_enc_set_retry_limit()`, default `MEM_ENC_RETRY_LIMIT`). (The word was
+    /// "reserved, must be 0" in 0.1, so 0 keeps the old behaviour.)
+    pub retry_limit: u32,
 }
 /// Size of the first version of `struct mem_enc_snp_launch_update_args`.
 pub const MEM_ENC_SNP_LAUNCH_UPDATE_ARGS_SIZE_VER0: usize = 32;
@@ -184,10 +186,9 @@ pub unsafe extern "C" fn mem_enc_snp_launch_update(
             let a = unsafe { c.args(args, args_size) }?;
             let page_type = u8::try_from(a.page_type)
                 .ok()
-                .filter(|_| a.reserved == 0)
                 .ok_or_else(|| c.reject(libc::EINVAL))?;
             done = Some(a.gfn_start.wrapping_add(a.len / snp::PAGE_SIZE));
-            snp::launch_update(
+            snp::launch_update_bounded(
                 vm,
                 sev,
                 &LaunchUpdate {
@@ -196,6 +197,7 @@ pub unsafe extern "C" fn mem_enc_snp_launch_update(
                     len: a.len,
                     page_type,
                 },
+                (a.retry_limit != 0).then_some(a.retry_limit),
             )
         })();
         // SAFETY: NULL or writable (contract).

@@ -136,8 +136,10 @@ pub struct mem_enc_tdx_init_mem_region_args {
     pub nr_pages: u64,
     /// 0 or `MEM_ENC_TDX_MEASURE_MEMORY_REGION` (extend MRTD with the pages).
     pub flags: u32,
-    /// Must be 0.
-    pub reserved: u32,
+    /// How many re-issues (after -EINTR/-EBUSY, or rounds without progress) this call accepts;
+    /// 0: the process-wide limit (`mem_enc_set_retry_limit()`). (The word was "reserved, must
+    /// be 0" in 0.1, so 0 keeps the old behaviour.)
+    pub retry_limit: u32,
 }
 /// Size of the first version of `struct mem_enc_tdx_init_mem_region_args`.
 pub const MEM_ENC_TDX_INIT_MEM_REGION_ARGS_SIZE_VER0: usize = 32;
@@ -349,11 +351,11 @@ pub unsafe extern "C" fn mem_enc_tdx_init_mem_region(
             let fd = c.fd(vcpu_fd)?;
             // SAFETY: "args_size" readable bytes at "args" (contract).
             let a = unsafe { c.args(args, args_size) }?;
-            if a.reserved != 0 || a.flags & !KVM_TDX_MEASURE_MEMORY_REGION != 0 {
+            if a.flags & !KVM_TDX_MEASURE_MEMORY_REGION != 0 {
                 return Err(c.reject(libc::EINVAL));
             }
             done = Some(a.gpa.wrapping_add(a.nr_pages.wrapping_mul(tdx::PAGE_SIZE)));
-            tdx::init_mem_region(
+            tdx::init_mem_region_bounded(
                 fd,
                 &MemRegion {
                     source_addr: a.source as u64,
@@ -361,6 +363,7 @@ pub unsafe extern "C" fn mem_enc_tdx_init_mem_region(
                     nr_pages: a.nr_pages,
                     measure: a.flags & KVM_TDX_MEASURE_MEMORY_REGION != 0,
                 },
+                (a.retry_limit != 0).then_some(a.retry_limit),
             )
         })();
         // SAFETY: NULL or writable (contract).

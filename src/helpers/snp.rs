@@ -3,7 +3,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use super::{Error, Result, data_of, issue, name};
+use super::{Error, Result, data_of, issue, issue_limited, name};
 use crate::abi::MEM_ENC_FLAG_CONTINUE;
 use crate::uapi::{
     kvm_sev_snp_launch_finish, kvm_sev_snp_launch_start, kvm_sev_snp_launch_update, sev_id as id,
@@ -84,6 +84,17 @@ pub struct LaunchUpdate {
 ///
 /// [`Stage::Kvm`]: crate::fwerr::Stage::Kvm
 pub fn launch_update(vm_fd: BorrowedFd<'_>, sev: BorrowedFd<'_>, p: &LaunchUpdate) -> Result<()> {
+    launch_update_bounded(vm_fd, sev, p, None)
+}
+
+/// [`launch_update`] with this call's own bound on rounds without progress (`None`: the
+/// process-wide limit, [`crate::helpers::retry_limit`]).
+pub fn launch_update_bounded(
+    vm_fd: BorrowedFd<'_>,
+    sev: BorrowedFd<'_>,
+    p: &LaunchUpdate,
+    limit: Option<u32>,
+) -> Result<()> {
     let bad_source = p.page_type != page_type::ZERO && (p.uaddr == 0 || p.uaddr % PAGE_SIZE != 0);
     if p.len == 0 || p.len % PAGE_SIZE != 0 || bad_source {
         return Err(Error {
@@ -98,13 +109,14 @@ pub fn launch_update(vm_fd: BorrowedFd<'_>, sev: BorrowedFd<'_>, p: &LaunchUpdat
         type_: p.page_type,
         ..Default::default()
     };
-    let r = issue(
+    let r = issue_limited(
         vm_fd,
         Vendor::Sev,
         id::SNP_LAUNCH_UPDATE,
         MEM_ENC_FLAG_CONTINUE,
         data_of(&mut k),
         Some(sev),
+        limit,
     );
     r.map_err(|e| Error {
         reached: Some(k.gfn_start),
