@@ -27,9 +27,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/kvm.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+
+/*
+ * The guest_memfd uAPI (Linux 6.8), for system headers that predate it (QEMU carries its own
+ * copy of the kernel headers for the same reason). Values from include/uapi/linux/kvm.h.
+ */
+#ifndef KVM_CREATE_GUEST_MEMFD
+struct kvm_userspace_memory_region2 {
+    __u32 slot;
+    __u32 flags;
+    __u64 guest_phys_addr;
+    __u64 memory_size;
+    __u64 userspace_addr;
+    __u64 guest_memfd_offset;
+    __u32 guest_memfd;
+    __u32 pad1;
+    __u64 pad2[14];
+};
+struct kvm_memory_attributes {
+    __u64 address;
+    __u64 size;
+    __u64 attributes;
+    __u64 flags;
+};
+struct kvm_create_guest_memfd {
+    __u64 size;
+    __u64 flags;
+    __u64 reserved[6];
+};
+#define KVM_MEM_GUEST_MEMFD (1UL << 2)
+#define KVM_MEMORY_ATTRIBUTE_PRIVATE (1ULL << 3)
+#define KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct kvm_userspace_memory_region2)
+#define KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct kvm_memory_attributes)
+#define KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)
+#endif
+
+/* A plain KVM ioctl, the VMM's own (memenc does not wrap these): its result or -errno. */
+static inline int launch_kvm_ioctl(int fd, unsigned long request, unsigned long arg)
+{
+    int r = ioctl(fd, request, arg);
+    return r < 0 ? -errno : r;
+}
 
 #include "memenc.h"
 
@@ -61,7 +104,7 @@ static inline const char *launch_stage_name(uint32_t stage)
 
 /*
  * A failed call that sets mem_enc_last_stage() (mem_enc_op, mem_enc_sev_*, _snp_*, _tdx_*,
- * _mem_*, _vm_*, mem_enc_vcpu_create): the errno sentence, the firmware status and the stage,
+ * _mem_*): the errno sentence, the firmware status and the stage,
  * then exit 1. Call it right after the helper: the stage is
  * per thread and the next helper call replaces it.
  */
@@ -78,7 +121,8 @@ static inline void launch_die_helper(const char *what, int ret, uint32_t vendor,
     exit(LAUNCH_EXIT_FAILED);
 }
 
-/* A failed call that does not set the stage (open, a negotiation function): there is no firmware status or stage to report. */
+/* A failed call that does not set the stage (open, a plain KVM ioctl, a negotiation function):
+ * there is no firmware status or stage to report. */
 static inline void launch_die(const char *what, int ret)
 {
     fprintf(stderr, "%s: %s failed: %d (%s): %s\n", launch_prog, what, ret,
@@ -166,7 +210,7 @@ struct launch_host {
     int kvm_fd; /* /dev/kvm */
     struct mem_enc_caps caps;
     struct mem_enc_launch_settings plan;
-    char plan_msg[MEM_ENC_MESSAGE_LEN];
+    char plan_msg[512]; /* any size: mem_enc_negotiate_launch() truncates to fit */
 };
 
 /* Opens /dev/kvm, probes it and negotiates the launch. Returns 0, -EOPNOTSUPP
@@ -247,21 +291,35 @@ static inline void launch_host_select(struct launch_host *host, const struct lau
     printf("plan: %s\n", host->plan_msg);
 }
 
-/* KVM_CREATE_VM of the negotiated type: one call for the real and the simulated /dev/kvm. */
+/* KVM_CREATE_VM of the negotiated type: the VMM's own ioctl. */
 static inline int launch_vm_create(const struct launch_host *host)
 {
-    int vm = mem_enc_vm_create(host->kvm_fd, host->plan.create_vm_type);
+    int vm = launch_kvm_ioctl(host->kvm_fd, KVM_CREATE_VM, host->plan.create_vm_type);
     if (vm < 0)
-        launch_die_helper("KVM_CREATE_VM", vm, MEM_ENC_VENDOR_NONE, 0);
+        launch_die("KVM_CREATE_VM", vm);
     return vm;
 }
 
 static inline int launch_vcpu_create(int vm, uint32_t id)
 {
-    int vcpu = mem_enc_vcpu_create(vm, id);
+    int vcpu = launch_kvm_ioctl(vm, KVM_CREATE_VCPU, id);
     if (vcpu < 0)
-        launch_die_helper("KVM_CREATE_VCPU", vcpu, MEM_ENC_VENDOR_NONE, 0);
+        launch_die("KVM_CREATE_VCPU", vcpu);
     return vcpu;
+}
+
+/*
+ * A sub-command without parameters (SEV INIT, ES_INIT, LAUNCH_UPDATE_VMSA, LAUNCH_FINISH; TDX
+ * FINALIZE_VM): one mem_enc_op() with MEM_ENC_FLAG_RETRY (there are no typed wrappers for
+ * these). The firmware status comes back in the command: SEV error, TDX hw_error.
+ */
+static inline int launch_op(int vm, uint32_t id, uint64_t *status)
+{
+    struct mem_enc_cmd cmd = {.id = id, .flags = MEM_ENC_FLAG_RETRY};
+    int r = mem_enc_op(vm, &cmd);
+    *status = mem_enc_host_vendor() == MEM_ENC_VENDOR_TDX ? cmd.status.hw_error
+                                                          : cmd.status.sev.error;
+    return r;
 }
 
 /* /dev/sev (the PSP driver), which LAUNCH_START and the SNP commands take as sev_fd. */
@@ -314,23 +372,30 @@ static inline void launch_image_fill(uint8_t *dst, size_t pages)
  */
 static inline int launch_private_memory(int vm, uint64_t gpa, uint8_t *shared, uint64_t size)
 {
-    int gmem = mem_enc_mem_create_guest_memfd(vm, size, 0);
+    struct kvm_create_guest_memfd create = {.size = size};
+    int gmem = launch_kvm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, (unsigned long)&create);
     if (gmem < 0)
-        launch_die_helper("KVM_CREATE_GUEST_MEMFD", gmem, MEM_ENC_VENDOR_NONE, 0);
-    struct mem_enc_mem_region_args region = {
+        launch_die("KVM_CREATE_GUEST_MEMFD", gmem);
+    struct kvm_userspace_memory_region2 region = {
         .slot = 0,
+        .flags = KVM_MEM_GUEST_MEMFD,
         .guest_phys_addr = gpa,
         .memory_size = size,
-        .userspace_addr = shared,
+        .userspace_addr = (uint64_t)(uintptr_t)shared,
         .guest_memfd_offset = 0,
-        .guest_memfd = gmem,
+        .guest_memfd = (uint32_t)gmem,
     };
-    int r = mem_enc_mem_set_user_memory_region2(vm, &region, sizeof(region));
+    int r = launch_kvm_ioctl(vm, KVM_SET_USER_MEMORY_REGION2, (unsigned long)&region);
     if (r < 0)
-        launch_die_helper("KVM_SET_USER_MEMORY_REGION2", r, MEM_ENC_VENDOR_NONE, 0);
-    r = mem_enc_mem_set_private(vm, gpa, size, 1);
+        launch_die("KVM_SET_USER_MEMORY_REGION2", r);
+    struct kvm_memory_attributes attrs = {
+        .address = gpa,
+        .size = size,
+        .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE,
+    };
+    r = launch_kvm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, (unsigned long)&attrs);
     if (r < 0)
-        launch_die_helper("KVM_SET_MEMORY_ATTRIBUTES(PRIVATE)", r, MEM_ENC_VENDOR_NONE, 0);
+        launch_die("KVM_SET_MEMORY_ATTRIBUTES(PRIVATE)", r);
     launch_step("guest_memfd %d, memslot 0 at gpa 0x%" PRIx64 " (%" PRIu64
                 " KiB, guest_memfd-backed), range private", gmem, gpa, size / 1024);
     return gmem;

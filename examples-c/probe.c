@@ -112,7 +112,7 @@ int main(void)
         .tdx_attributes_optional = MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE,
     };
     struct mem_enc_launch_settings plan;
-    char msg[MEM_ENC_MESSAGE_LEN];
+    char msg[512 /* any size: the message is truncated to fit */];
     r = mem_enc_negotiate_launch(&caps, sizeof(caps), &req, sizeof(req), &plan, sizeof(plan),
                                  msg, sizeof(msg));
     if (r == 0) {

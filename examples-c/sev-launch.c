@@ -43,6 +43,7 @@ static uint32_t accepted_types(const char *type)
 static void sev_init(int vm, const struct mem_enc_launch_settings *plan)
 {
     uint32_t fw = 0;
+    uint64_t status = 0;
     int r;
     switch (plan->init_path) {
     case MEM_ENC_INIT_SEV_INIT2: {
@@ -58,13 +59,15 @@ static void sev_init(int vm, const struct mem_enc_launch_settings *plan)
         return;
     }
     case MEM_ENC_INIT_SEV_LEGACY:
-        r = mem_enc_sev_init(vm, &fw);
+        r = launch_op(vm, KVM_SEV_INIT, &status);
+        fw = (uint32_t)status;
         if (r < 0)
             launch_die_helper("KVM_SEV_INIT", r, MEM_ENC_VENDOR_SEV, fw);
         launch_step("KVM_SEV_INIT (legacy: this kernel has no KVM_SEV_INIT2)");
         return;
     case MEM_ENC_INIT_SEV_ES_LEGACY:
-        r = mem_enc_sev_es_init(vm, &fw);
+        r = launch_op(vm, KVM_SEV_ES_INIT, &status);
+        fw = (uint32_t)status;
         if (r < 0)
             launch_die_helper("KVM_SEV_ES_INIT", r, MEM_ENC_VENDOR_SEV, fw);
         launch_step("KVM_SEV_ES_INIT (legacy: this kernel has no KVM_SEV_INIT2)");
@@ -114,9 +117,15 @@ int main(int argc, char **argv)
      * is encrypted in place and measured. */
     size_t size = GUEST_PAGES * LAUNCH_PAGE_SIZE;
     uint8_t *ram = launch_mem_alloc(size);
-    r = mem_enc_mem_set_user_memory_region(vm, 0, 0, GUEST_GPA, size, ram);
+    struct kvm_userspace_memory_region slot = {
+        .slot = 0,
+        .guest_phys_addr = GUEST_GPA,
+        .memory_size = size,
+        .userspace_addr = (uint64_t)(uintptr_t)ram,
+    };
+    r = launch_kvm_ioctl(vm, KVM_SET_USER_MEMORY_REGION, (unsigned long)&slot);
     if (r < 0)
-        launch_die_helper("KVM_SET_USER_MEMORY_REGION", r, MEM_ENC_VENDOR_NONE, 0);
+        launch_die("KVM_SET_USER_MEMORY_REGION", r);
     r = mem_enc_mem_register_region(vm, ram, size);
     if (r < 0)
         launch_die_helper("KVM_MEMORY_ENCRYPT_REG_REGION", r, MEM_ENC_VENDOR_SEV, 0);
@@ -134,7 +143,9 @@ int main(int argc, char **argv)
     launch_step("KVM_CREATE_VCPU: %d vCPUs", GUEST_VCPUS);
     if (es) {
         /* Every vCPU's register state becomes an encrypted, measured VMSA. */
-        r = mem_enc_sev_launch_update_vmsa(vm, &fw);
+        uint64_t status = 0;
+        r = launch_op(vm, KVM_SEV_LAUNCH_UPDATE_VMSA, &status);
+        fw = (uint32_t)status;
         if (r < 0)
             launch_die_helper("KVM_SEV_LAUNCH_UPDATE_VMSA", r, MEM_ENC_VENDOR_SEV, fw);
         launch_step("KVM_SEV_LAUNCH_UPDATE_VMSA: %d VMSAs", GUEST_VCPUS);
@@ -154,7 +165,9 @@ int main(int argc, char **argv)
     launch_step("KVM_SEV_LAUNCH_MEASURE: %zu bytes", len);
     /* (A guest owner would check it here and send a secret: KVM_SEV_LAUNCH_SECRET.) */
 
-    r = mem_enc_sev_launch_finish(vm, &fw);
+    uint64_t finish_status = 0;
+    r = launch_op(vm, KVM_SEV_LAUNCH_FINISH, &finish_status);
+    fw = (uint32_t)finish_status;
     if (r < 0)
         launch_die_helper("KVM_SEV_LAUNCH_FINISH", r, MEM_ENC_VENDOR_SEV, fw);
     launch_step("KVM_SEV_LAUNCH_FINISH");

@@ -87,9 +87,9 @@ int main(int argc, char **argv)
 
     int vm = launch_vm_create(&host);
     launch_step("KVM_CREATE_VM(type %u): vm fd %d", plan->create_vm_type, vm);
-    int r = mem_enc_vm_set_tsc_khz(vm, TSC_KHZ);
+    int r = launch_kvm_ioctl(vm, KVM_SET_TSC_KHZ, TSC_KHZ);
     if (r < 0)
-        launch_die_helper("KVM_SET_TSC_KHZ", r, MEM_ENC_VENDOR_NONE, 0);
+        launch_die("KVM_SET_TSC_KHZ", r);
     launch_step("KVM_SET_TSC_KHZ: %u kHz", TSC_KHZ);
 
     struct mem_enc_tdx_capabilities caps;
@@ -112,9 +112,10 @@ int main(int argc, char **argv)
                 init.attributes, init.xfam, nent);
 
     /* TDX vCPUs need the split irqchip (the local APIC is virtualised by the TDX module). */
-    r = mem_enc_vm_enable_split_irqchip(vm, IOAPIC_PINS);
+    struct kvm_enable_cap split = {.cap = KVM_CAP_SPLIT_IRQCHIP, .args = {IOAPIC_PINS}};
+    r = launch_kvm_ioctl(vm, KVM_ENABLE_CAP, (unsigned long)&split);
     if (r < 0)
-        launch_die_helper("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)", r, MEM_ENC_VENDOR_NONE, 0);
+        launch_die("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)", r);
     launch_step("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): %u IOAPIC pins", IOAPIC_PINS);
     int vcpu = launch_vcpu_create(vm, 0);
     r = mem_enc_tdx_init_vcpu(vcpu, HOB_GPA, &hw);
@@ -145,7 +146,7 @@ int main(int argc, char **argv)
     launch_step("KVM_TDX_INIT_MEM_REGION(MEASURE): %d pages of guest image, gpa 0x%" PRIx64
                 "-0x%" PRIx64, IMAGE_PAGES, region.gpa, reached - 1);
 
-    r = mem_enc_tdx_finalize_vm(vm, &hw);
+    r = launch_op(vm, 4 /* KVM_TDX_FINALIZE_VM (enum kvm_tdx_cmd_id, asm/kvm.h of 6.16+) */, &hw);
     if (r < 0)
         launch_die_helper("KVM_TDX_FINALIZE_VM", r, MEM_ENC_VENDOR_TDX, hw);
     launch_step("KVM_TDX_FINALIZE_VM");

@@ -3,9 +3,25 @@
  * memenc: one correct, tested way to drive Linux KVM's KVM_MEMORY_ENCRYPT_OP for
  * AMD SEV, SEV-ES, SEV-SNP and Intel TDX guests.
  *
- * Conventions: functions return 0 (or a count) on success and a negative errno on failure;
- * mem_enc_strerror() names the likely cause. Descriptors are borrowed, never closed.
- * Outputs are written only on success. Buffers come with their length.
+ * Conventions, the same for every function:
+ *  - Returns 0 (or a count, or a descriptor) on success and a negative errno on failure;
+ *    mem_enc_strerror() names the likely cause. Kernel errors pass through unchanged.
+ *  - errno: on failure the thread's errno is set to the returned error (positive), as
+ *    ioctl() sets it, memenc's own refusals included; on success errno is unchanged.
+ *  - NULL: a NULL pointer where one is required is -EINVAL, never -EFAULT (-EFAULT is only
+ *    ever the kernel's: an address it could not read or write). Optional out-parameters
+ *    (fw_error, hw_error, *_reached, msg) may be NULL.
+ *  - Descriptors are borrowed, never closed. Outputs are written only on success; the
+ *    exceptions are the firmware status, *_reached, and the needed length on -ENOSPC.
+ *  - Buffers come with their length; a message goes into a caller buffer (msg, msg_len),
+ *    NUL-terminated and truncated to fit. Every argument struct that may grow is passed with
+ *    its size (args, args_size: sizeof as compiled by the caller), with the kernel's
+ *    copy_struct_from_user rules (-EINVAL below the first version, -E2BIG for a non-zero
+ *    unknown tail).
+ *  - Ioctls go through libc's ioctl(), or through the function installed once with
+ *    mem_enc_set_ioctl_fn(). memenc issues no other system call on the ioctl paths.
+ *  - ABI: the SONAME is libmemenc.so.<major> (during 0.x: libmemenc.so.0.<minor>); within
+ *    one SONAME, exports, struct layouts and constants only grow.
  */
 
 #ifndef MEMENC_H
@@ -89,7 +105,7 @@
 /**
  * Minor version.
  */
-#define MEM_ENC_VERSION_MINOR 1
+#define MEM_ENC_VERSION_MINOR 2
 
 /**
  * Patch version.
@@ -123,11 +139,6 @@
  * A buffer of this many bytes always holds `mem_enc_fw_describe()`'s text and its NUL.
  */
 #define MEM_ENC_FW_DESCRIBE_MAX 320
-
-/**
- * Size of the first version of `struct mem_enc_mem_region_args`.
- */
-#define MEM_ENC_MEM_REGION_ARGS_SIZE_VER0 48
 
 /**
  * Size of the first version of `struct mem_enc_sev_init2_args`.
@@ -198,6 +209,33 @@
  * Size of the first version of `struct mem_enc_snp_launch_finish_args`.
  */
 #define MEM_ENC_SNP_LAUNCH_FINISH_ARGS_SIZE_VER0 72
+
+/**
+ * `KVM_EXIT_SNP_REQ_CERTS`: the `exit_reason` of a vCPU exit in which an SNP guest asks for
+ * its certificate table (kernel 7.0, after `KVM_SEV_SNP_ENABLE_REQ_CERTS` through
+ * `mem_enc_op()`). The same value as the kernel header's macro, for headers that predate it.
+ */
+#define MEM_ENC_KVM_EXIT_SNP_REQ_CERTS 43
+
+/**
+ * Answer for `mem_enc_snp_answer_req_certs()`: the table was written at "gpa".
+ */
+#define MEM_ENC_REQ_CERTS_WRITTEN 0
+
+/**
+ * Answer: the buffer is too small; "npages" is the number of pages needed.
+ */
+#define MEM_ENC_REQ_CERTS_TOO_SMALL 1
+
+/**
+ * Answer: busy, the guest may ask again later.
+ */
+#define MEM_ENC_REQ_CERTS_BUSY 2
+
+/**
+ * Answer: failed.
+ */
+#define MEM_ENC_REQ_CERTS_FAILED 3
 
 /**
  * Size of the first version of `struct mem_enc_tdx_capabilities`.
@@ -454,11 +492,6 @@
 #define MEM_ENC_GHCB_VERSION_MAX 2
 
 /**
- * Length of `mem_enc_negotiation.message`, NUL included.
- */
-#define MEM_ENC_MESSAGE_LEN 512
-
-/**
  * The first published size of `struct mem_enc_launch_request`.
  */
 #define MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 72
@@ -585,42 +618,11 @@
 #define MEM_ENC_CAPS_SIZE_MAX 4096
 
 /**
- * Arguments of `mem_enc_mem_set_user_memory_region2()`.
+ * The ioctl callback of `mem_enc_set_ioctl_fn()`: issues `ioctl(fd, request, arg)` and
+ * returns its non-negative result or a negative errno (the `kvm_vm_ioctl()` convention, not
+ * -1 with `errno`).
  */
-struct mem_enc_mem_region_args {
-  /**
-   * Slot number (address space in bits 16-31).
-   */
-  uint32_t slot;
-  /**
-   * `KVM_MEM_*` flags; memenc adds `KVM_MEM_GUEST_MEMFD` when "guest_memfd" is >= 0.
-   */
-  uint32_t flags;
-  /**
-   * Guest physical address.
-   */
-  uint64_t guest_phys_addr;
-  /**
-   * Size in bytes (0 deletes the slot).
-   */
-  uint64_t memory_size;
-  /**
-   * Shared (host-visible) memory backing the slot.
-   */
-  void *userspace_addr;
-  /**
-   * Offset of the slot in "guest_memfd".
-   */
-  uint64_t guest_memfd_offset;
-  /**
-   * The guest_memfd backing the private pages (`mem_enc_mem_create_guest_memfd()`), or -1.
-   */
-  int32_t guest_memfd;
-  /**
-   * Must be 0.
-   */
-  uint32_t reserved;
-};
+typedef int (*mem_enc_ioctl_fn)(void *opaque, int fd, unsigned long request, void *arg);
 
 /**
  * The SEV view of the status word: written back by the kernel (`error`) or supplied by the
@@ -774,43 +776,6 @@ struct mem_enc_caps {
    * has private memory.
    */
   struct mem_enc_cap memory_attributes;
-};
-
-/**
- * The answer of one negotiation level (`mem_enc_negotiate_*`), written on success and on a
- * refusal (`-EOPNOTSUPP`, `-EINVAL`), so the reason can be shown.
- */
-struct mem_enc_negotiation {
-  /**
-   * The granted bits: every required bit plus the supported optional ones (VM type level:
-   * the bit of the chosen type). 0 on a refusal.
-   */
-  uint64_t granted;
-  /**
-   * On a refusal: the required bits the host lacks or that may not be requested.
-   */
-  uint64_t missing;
-  /**
-   * VM type level: the chosen technology (`MEM_ENC_VM_TYPE_*`); otherwise 0.
-   */
-  uint32_t vm_type;
-  /**
-   * VM type level: the `KVM_CREATE_VM` argument (0: default VM on the legacy SEV path).
-   */
-  uint32_t create_vm_type;
-  /**
-   * VM type level: `MEM_ENC_INIT_*`, how to initialise the VM.
-   */
-  uint32_t init_path;
-  /**
-   * Zero.
-   */
-  uint32_t reserved;
-  /**
-   * NUL-terminated sentence: what was granted, or which bits are missing and why, e.g.
-   * "vmsa_features bit 5 (DEBUG_SWAP) not supported by this host ...". Truncated to fit.
-   */
-  char message[MEM_ENC_MESSAGE_LEN];
 };
 
 /**
@@ -1096,9 +1061,11 @@ struct mem_enc_snp_launch_update_args {
    */
   uint32_t page_type;
   /**
-   * Must be 0.
+   * How many rounds without progress this call accepts before -EAGAIN; 0: the process-wide
+   * limit (`mem_enc_set_retry_limit()`, default `MEM_ENC_RETRY_LIMIT`). (The word was
+   * "reserved, must be 0" in 0.1, so 0 keeps the old behaviour.)
    */
-  uint32_t reserved;
+  uint32_t retry_limit;
 };
 
 /**
@@ -1137,6 +1104,24 @@ struct mem_enc_snp_launch_finish_args {
    * Must be 0.
    */
   uint8_t reserved[6];
+};
+
+/**
+ * `struct kvm_exit_snp_req_certs`, at `&run->snp_req_certs` (offset 32 of `struct kvm_run`).
+ */
+struct mem_enc_snp_req_certs {
+  /**
+   * Guest physical address of the guest's buffer (from the kernel).
+   */
+  uint64_t gpa;
+  /**
+   * Pages at "gpa" (from the kernel); for MEM_ENC_REQ_CERTS_TOO_SMALL, the pages needed.
+   */
+  uint64_t npages;
+  /**
+   * The answer the kernel reads when KVM_RUN is re-entered.
+   */
+  uint64_t ret;
 };
 
 /**
@@ -1267,9 +1252,11 @@ struct mem_enc_tdx_init_mem_region_args {
    */
   uint32_t flags;
   /**
-   * Must be 0.
+   * How many re-issues (after -EINTR/-EBUSY, or rounds without progress) this call accepts;
+   * 0: the process-wide limit (`mem_enc_set_retry_limit()`). (The word was "reserved, must
+   * be 0" in 0.1, so 0 keeps the old behaviour.)
    */
-  uint32_t reserved;
+  uint32_t retry_limit;
 };
 
 /**
@@ -1362,7 +1349,7 @@ const char *mem_enc_fw_strerror(uint32_t vendor, uint64_t status);
  * Returns: the text's length (without the NUL) on success;
  *  -ENOSPC  "buf" is too small: nothing is written (a buffer of `MEM_ENC_FW_DESCRIBE_MAX`
  *           bytes never is);
- *  -EFAULT  "buf" is NULL while "len" is not 0.
+ *  -EINVAL  "buf" is NULL while "len" is not 0.
  *
  * Allocates no memory.
  *
@@ -1393,6 +1380,26 @@ int mem_enc_fw_describe(uint32_t vendor,
 uint32_t mem_enc_last_stage(void);
 
 /**
+ * Routes every ioctl memenc issues from now on through "ioctl_fn" instead of libc's `ioctl()`.
+ * QEMU passes a function that calls `kvm_vm_ioctl()` or `kvm_vcpu_ioctl()` for the
+ * descriptor, so memenc's commands show in its trace events and wait for memslot updates like
+ * its own.
+ *
+ * Arguments:
+ *  "ioctl_fn" - `int fn(void *opaque, int fd, unsigned long request, void *arg)`: issues the
+ *             ioctl and returns its non-negative result or a negative errno (never -1 with
+ *             errno set). It must be safe to call from every thread that calls memenc.
+ *  "opaque"   - handed to "ioctl_fn" unchanged; memenc never dereferences it.
+ *
+ * Returns: 0, or -EINVAL ("ioctl_fn" NULL), -EBUSY (a route is installed already: installable once
+ * per process, before the first memenc call that issues an ioctl from another thread).
+ *
+ * # Safety
+ * "ioctl_fn" must behave as described for the life of the process; "opaque" must stay valid for it.
+ */
+MEM_ENC_WARN_UNUSED int mem_enc_set_ioctl_fn(mem_enc_ioctl_fn ioctl_fn, void *opaque);
+
+/**
  * KVM_MEMORY_ENCRYPT_REG_REGION (SEV, SEV-ES): pins guest memory for the guest's lifetime.
  *
  * Arguments:
@@ -1420,85 +1427,6 @@ MEM_ENC_WARN_UNUSED int mem_enc_mem_register_region(int vm_fd, void *addr, size_
  * "addr" is only compared by the kernel.
  */
 MEM_ENC_WARN_UNUSED int mem_enc_mem_unregister_region(int vm_fd, void *addr, size_t size);
-
-/**
- * KVM_CREATE_GUEST_MEMFD: a guest_memfd for a VM's private memory.
- *
- * Arguments:
- *  "vm_fd" - the VM descriptor.
- *  "size"  - size in bytes (a multiple of the page size).
- *  "flags" - `GUEST_MEMFD_FLAG_*`, usually 0.
- *
- * Returns: the new descriptor (the caller owns it and closes it), or -EINVAL, -ENOTTY (no
- * guest_memfd), -ENOMEM.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_mem_create_guest_memfd(int vm_fd, uint64_t size, uint64_t flags);
-
-/**
- * KVM_SET_USER_MEMORY_REGION (v1, every kernel): adds, moves or deletes a memslot of ordinary
- * memory (no guest_memfd), as SEV and SEV-ES guests and kernels before 6.8 use. For SNP and
- * TDX private memory use `mem_enc_mem_set_user_memory_region2()`.
- *
- * Arguments:
- *  "vm_fd"           - the VM descriptor.
- *  "slot"            - slot number (address space in bits 16-31).
- *  "flags"           - `KVM_MEM_LOG_DIRTY_PAGES` and/or `KVM_MEM_READONLY` (1, 2).
- *  "guest_phys_addr" - guest physical address (page aligned).
- *  "memory_size"     - size in bytes (page aligned; 0 deletes the slot).
- *  "userspace_addr"  - the memory backing the slot (page aligned).
- *
- * Returns: 0, or -EINVAL (another flag, misaligned, bad slot, a VM type without that address
- * space), -EEXIST (overlap), -EFAULT, -EBADF.
- *
- * # Safety
- * "userspace_addr" is checked by the kernel; it must stay mapped while the slot exists.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_mem_set_user_memory_region(int vm_fd,
-                                       uint32_t slot,
-                                       uint32_t flags,
-                                       uint64_t guest_phys_addr,
-                                       uint64_t memory_size,
-                                       void *userspace_addr);
-
-/**
- * KVM_SET_USER_MEMORY_REGION2: adds, moves or deletes a memslot, optionally backed by a
- * guest_memfd for its private pages.
- *
- * Arguments:
- *  "vm_fd"     - the VM descriptor.
- *  "args"      - the slot (`struct mem_enc_mem_region_args`).
- *  "args_size" - `sizeof(struct mem_enc_mem_region_args)`.
- *
- * Returns: 0, or -EINVAL (bad slot/flags/alignment, non-zero reserved), -EEXIST (overlap),
- * -EFAULT, -EBADF (bad guest_memfd).
- *
- * # Safety
- * "args" must point to "args_size" readable bytes; "userspace_addr" is checked by the kernel.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_mem_set_user_memory_region2(int vm_fd,
-                                        const struct mem_enc_mem_region_args *args,
-                                        size_t args_size);
-
-/**
- * KVM_SET_MEMORY_ATTRIBUTES: makes a guest-physical range private (before SNP_LAUNCH_UPDATE
- * or TDX INIT_MEM_REGION) or shared again.
- *
- * Arguments:
- *  "vm_fd"   - the VM descriptor.
- *  "gpa"     - first guest physical address (page aligned).
- *  "size"    - size in bytes (page aligned).
- *  "private" - non-zero: private; 0: shared.
- *
- * Returns: 0, or -EINVAL (misaligned, or private memory not supported by this VM type),
- * -ENOTTY, -EAGAIN, -ENOMEM.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_mem_set_private(int vm_fd,
-                            uint64_t gpa,
-                            uint64_t size,
-                            int private_);
 
 /**
  * A drop-in for `ioctl(fd, KVM_MEMORY_ENCRYPT_OP, cmd)`, with the checks the kernel leaves
@@ -1535,8 +1463,8 @@ int mem_enc_mem_set_private(int vm_fd,
  *  -EAGAIN  MEM_ENC_FLAG_CONTINUE: the kernel stopped making progress
  *  -EFAULT  MEM_ENC_FLAG_CONTINUE: the parameter struct became unreadable
  *
- * The error is the return value only: the thread's `errno` is left as it was (memenc issues
- * the system call itself, not through libc's `ioctl()`).
+ * errno: on failure the thread's `errno` is set to the returned error (positive), as `ioctl()`
+ * would set it, memenc's own refusals included; on success it is left as it was.
  *
  * Allocates no memory. Safe to call from several threads on different VMs.
  *
@@ -1558,7 +1486,7 @@ MEM_ENC_WARN_UNUSED int mem_enc_op(int fd, struct mem_enc_cmd *cmd);
 const char *mem_enc_strerror(int err);
 
 /**
- * memenc's version, e.g. "0.1.0"; the same as the `MEM_ENC_VERSION_*` macros it was built
+ * memenc's version, e.g. "0.2.0"; the same as the `MEM_ENC_VERSION_*` macros it was built
  * with.
  *
  * Returns: a static NUL-terminated string.
@@ -1625,112 +1553,6 @@ MEM_ENC_WARN_UNUSED int mem_enc_probe(int kvm_fd, struct mem_enc_caps *caps, siz
 void mem_enc_probe_invalidate(void);
 
 /**
- * Negotiation, level 1: the best confidential VM type among those the caller accepts that
- * this host can create (SNP > SEV-ES > SEV on AMD; TDX on Intel), and how to initialise it:
- * KVM_SEV_INIT2, or on kernels without INIT2 the legacy KVM_SEV_INIT / KVM_SEV_ES_INIT on a
- * default VM (`out->create_vm_type` 0; a different launch measurement).
- *
- * Arguments:
- *  "caps"      - a probe answer (`mem_enc_probe()`, or hand-built), or NULL to probe /dev/kvm
- *                (cached).
- *  "caps_size" - sizeof(*caps) as the caller knows it (growing-struct rules: a larger struct
- *                must have an all-zero tail, else -E2BIG).
- *  "accept"    - accepted VM types, bit n for type n: (1u << MEM_ENC_VM_TYPE_SNP) | ...
- *  "out"       - the answer: `vm_type`, `create_vm_type`, `init_path`, `granted` (the chosen
- *                type's bit) and a message; written on success and on a refusal.
- *
- * Returns: 0, or
- *  -EOPNOTSUPP  no accepted type is available; `out->message` says why for each one
- *  -EINVAL      `accept` is 0 or has bits other than SEV, SEV-ES, SNP, TDX; out or caps bad
- *  -E2BIG       caps has a non-zero tail beyond what this library knows
- *
- * # Safety
- * `caps` must be NULL or valid for reading `caps_size` bytes; `out` must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_negotiate_vm_type(const struct mem_enc_caps *caps,
-                              size_t caps_size,
-                              uint32_t accept,
-                              struct mem_enc_negotiation *out);
-
-/**
- * Negotiation, level 2 (SEV): `kvm_sev_init.vmsa_features` for a VM of `vm_type`. Plain SEV
- * and the legacy INIT path take none; SECURE_TSC (bit 9) is SNP-only; SNP_ACTIVE (bit 0) is
- * set by KVM itself and asking for it is -EINVAL.
- *
- * Arguments:
- *  "caps", "caps_size" - as for `mem_enc_negotiate_vm_type()`.
- *  "vm_type"  - `MEM_ENC_VM_TYPE_SEV`, `_SEV_ES` or `_SNP`.
- *  "required" - bits the VM must have; "optional" - bits it gets if the host has them.
- *  "out"      - `granted` (required plus the supported optional bits), `missing`, message.
- *
- * Returns: 0, -EOPNOTSUPP (a required bit is not supported; `out->missing` has it and
- * `out->message` names it, e.g. "vmsa_features bit 5 (DEBUG_SWAP) not supported by this
- * host"), -EINVAL (bit 0 asked, or vm_type is not a SEV type), -E2BIG (caps tail).
- *
- * # Safety
- * As `mem_enc_negotiate_vm_type()`.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_negotiate_vmsa_features(const struct mem_enc_caps *caps,
-                                    size_t caps_size,
-                                    uint32_t vm_type,
-                                    uint64_t required,
-                                    uint64_t optional,
-                                    struct mem_enc_negotiation *out);
-
-/**
- * Negotiation, level 2 (SNP): the guest policy for SNP_LAUNCH_START. Bits 0-15 of `required`
- * are the minimum firmware API version (minor in 0-7, major in 8-15): values, passed through;
- * `optional` must have none there (-EINVAL). Bit 17 (must be one) is set for the caller. Other
- * bits must be ones the kernel publishes (`KVM_X86_SNP_POLICY_BITS`; on SNP kernels without it,
- * the static `MEM_ENC_SNP_POLICY_BITS_STATIC`, and the message says so).
- *
- * Arguments and returns: as `mem_enc_negotiate_vmsa_features()`; -EOPNOTSUPP also when the
- * host has no SEV-SNP.
- *
- * # Safety
- * As `mem_enc_negotiate_vm_type()`.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_negotiate_snp_policy(const struct mem_enc_caps *caps,
-                                 size_t caps_size,
-                                 uint64_t required,
-                                 uint64_t optional,
-                                 struct mem_enc_negotiation *out);
-
-/**
- * Negotiation, level 2 (TDX): `kvm_tdx_init_vm.attributes` against `supported_attrs`.
- *
- * Arguments and returns: as `mem_enc_negotiate_vmsa_features()` without `vm_type`;
- * -EOPNOTSUPP also when the host has no TDX.
- *
- * # Safety
- * As `mem_enc_negotiate_vm_type()`.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_negotiate_tdx_attributes(const struct mem_enc_caps *caps,
-                                     size_t caps_size,
-                                     uint64_t required,
-                                     uint64_t optional,
-                                     struct mem_enc_negotiation *out);
-
-/**
- * Negotiation, level 2 (TDX): `kvm_tdx_init_vm.xfam` against `supported_xfam`.
- *
- * Arguments and returns: as `mem_enc_negotiate_tdx_attributes()`.
- *
- * # Safety
- * As `mem_enc_negotiate_vm_type()`.
- */
-MEM_ENC_WARN_UNUSED
-int mem_enc_negotiate_tdx_xfam(const struct mem_enc_caps *caps,
-                               size_t caps_size,
-                               uint64_t required,
-                               uint64_t optional,
-                               struct mem_enc_negotiation *out);
-
-/**
  * Negotiates a whole launch: the VM type, then every setting that applies to it (GHCB
  * version, vmsa_features, SEV/SEV-ES or SNP policy; or TDX attributes and XFAM). `*out`
  * states every setting that changes the launch measurement (legacy vs INIT2 path,
@@ -1768,35 +1590,6 @@ int mem_enc_negotiate_launch(const struct mem_enc_caps *caps,
                              size_t msg_len);
 
 /**
- * KVM_SEV_INIT (legacy): makes a DEFAULT-type VM an SEV guest. Superseded by
- * `mem_enc_sev_init2()` on kernels that have it.
- *
- * Arguments:
- *  "vm_fd"    - the VM descriptor (borrowed).
- *  "fw_error" - optional: the firmware status (see the SEV rules at the top of this group).
- *
- * Returns: 0, or -ENOTTY (no SEV on this host), -EINVAL (not a DEFAULT VM, vCPUs exist,
- * already initialised), -EBUSY (no free ASID), -EIO (firmware: see fw_error), ...
- *
- * # Safety
- * "fw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_sev_init(int vm_fd, uint32_t *fw_error);
-
-/**
- * KVM_SEV_ES_INIT (legacy): makes a DEFAULT-type VM an SEV-ES guest. Superseded by
- * `mem_enc_sev_init2()` (whose launch measurement differs: it syncs FPU state into the VMSA).
- *
- * Arguments: as `mem_enc_sev_init()`.
- *
- * Returns: as `mem_enc_sev_init()`; -ENOTTY also when SEV-ES is disabled.
- *
- * # Safety
- * "fw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_sev_es_init(int vm_fd, uint32_t *fw_error);
-
-/**
  * KVM_SEV_INIT2: initialises a SEV, SEV-ES or SNP-type VM (created with that type), before
  * any vCPU.
  *
@@ -1808,7 +1601,7 @@ MEM_ENC_WARN_UNUSED int mem_enc_sev_es_init(int vm_fd, uint32_t *fw_error);
  *
  * Returns: 0, or -EINVAL (SNP_ACTIVE requested, non-zero reserved field: no ioctl; or the
  * kernel's: wrong VM type, unsupported feature bit, bad GHCB version, vCPUs exist),
- * -E2BIG (unknown non-zero tail in "args"), -EFAULT ("args" NULL), -ENOTTY, -EIO.
+ * -E2BIG (unknown non-zero tail in "args"), -EINVAL ("args" NULL), -ENOTTY, -EIO.
  *
  * # Safety
  * "args" must point to "args_size" readable bytes; "fw_error" must be NULL or writable.
@@ -1831,7 +1624,7 @@ int mem_enc_sev_init2(int vm_fd,
  *  "handle"    - optional out: the guest handle, on success.
  *  "fw_error"  - optional firmware status.
  *
- * Returns: 0, or -ENOTTY (INIT not done), -EBADF ("sev_fd" is not /dev/sev), -EFAULT (a NULL
+ * Returns: 0, or -ENOTTY (INIT not done), -EBADF ("sev_fd" is not /dev/sev), -EINVAL (a NULL
  * blob with a length), -EIO (firmware: see fw_error), ...
  *
  * # Safety
@@ -1887,20 +1680,6 @@ int mem_enc_sev_launch_update_data(int vm_fd,
                                    uint32_t *fw_error);
 
 /**
- * KVM_SEV_LAUNCH_UPDATE_VMSA (SEV-ES): encrypts every vCPU's register state; all vCPUs must
- * exist and have their registers set. Call once.
- *
- * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
- *
- * Returns: 0, or -ENOTTY (not SEV-ES), -EINVAL (already done, or a vCPU has debug state),
- * -EBUSY / -EINTR (retried up to the retry limit), -EIO.
- *
- * # Safety
- * "fw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_sev_launch_update_vmsa(int vm_fd, uint32_t *fw_error);
-
-/**
  * KVM_SEV_LAUNCH_SECRET: injects the guest owner's secret packet into guest memory (after
  * LAUNCH_MEASURE, before LAUNCH_FINISH).
  *
@@ -1953,7 +1732,7 @@ int mem_enc_sev_receive_update_data(int vm_fd,
  *               length needed on -ENOSPC. Required.
  *  "fw_error" - optional firmware status.
  *
- * Returns: 0, or -ENOSPC ("buf" too small; "*len" = needed, "buf" untouched), -EFAULT ("len"
+ * Returns: 0, or -ENOSPC ("buf" too small; "*len" = needed, "buf" untouched), -EINVAL ("len"
  * NULL, or "buf" NULL with a non-zero "*len"), -ENOTTY, -EIO.
  *
  * # Safety
@@ -1965,18 +1744,6 @@ int mem_enc_sev_launch_measure(int vm_fd,
                                uint8_t *buf,
                                size_t *len,
                                uint32_t *fw_error);
-
-/**
- * KVM_SEV_LAUNCH_FINISH: ends the launch; the guest can run.
- *
- * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
- *
- * Returns: 0, or -ENOTTY, -EIO (e.g. SEV_RET_INVALID_GUEST_STATE: out of order).
- *
- * # Safety
- * "fw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_sev_launch_finish(int vm_fd, uint32_t *fw_error);
 
 /**
  * KVM_SEV_GUEST_STATUS: the guest's handle, policy and firmware state.
@@ -2012,7 +1779,7 @@ int mem_enc_sev_guest_status(int vm_fd,
  *  "len"      - bytes to decrypt.
  *  "fw_error" - optional firmware status.
  *
- * Returns: 0, or -EINVAL ("len" 0 or 4 GiB or more), -EFAULT ("dst" NULL), -ENOTTY, -EIO
+ * Returns: 0, or -EINVAL ("len" 0 or 4 GiB or more), -EINVAL ("dst" NULL), -ENOTTY, -EIO
  * (e.g. SEV_RET_POLICY_FAILURE: the policy forbids debugging).
  *
  * # Safety
@@ -2036,7 +1803,7 @@ int mem_enc_sev_dbg_decrypt(int vm_fd,
  *  "len"      - bytes to encrypt.
  *  "fw_error" - optional firmware status.
  *
- * Returns: 0, or -EINVAL, -EFAULT ("src" NULL), -ENOTTY, -EIO.
+ * Returns: 0, or -EINVAL, -EINVAL ("src" NULL), -ENOTTY, -EIO.
  *
  * # Safety
  * "src" must have "len" readable bytes; "dst" is checked by the kernel; "fw_error" must be
@@ -2137,42 +1904,6 @@ int mem_enc_sev_send_update_data(int vm_fd,
                                  uint32_t *fw_error);
 
 /**
- * KVM_SEV_SEND_FINISH: ends sending.
- *
- * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
- *
- * Returns: 0, or -ENOTTY, -EIO.
- *
- * # Safety
- * "fw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_sev_send_finish(int vm_fd, uint32_t *fw_error);
-
-/**
- * KVM_SEV_SEND_CANCEL: abandons sending; the guest can run again.
- *
- * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
- *
- * Returns: 0, or -ENOTTY, -EIO.
- *
- * # Safety
- * "fw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_sev_send_cancel(int vm_fd, uint32_t *fw_error);
-
-/**
- * KVM_SEV_RECEIVE_FINISH: ends receiving; the guest can run.
- *
- * Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
- *
- * Returns: 0, or -ENOTTY, -EIO.
- *
- * # Safety
- * "fw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_sev_receive_finish(int vm_fd, uint32_t *fw_error);
-
-/**
  * KVM_SEV_SNP_LAUNCH_START: creates the guest context and starts the launch (after
  * `mem_enc_sev_init2()` on an SNP VM). memenc sets policy bit 17 (must be one).
  *
@@ -2258,20 +1989,27 @@ int mem_enc_snp_launch_finish(int vm_fd,
                               uint32_t *fw_error);
 
 /**
- * KVM_SEV_SNP_ENABLE_REQ_CERTS (newest kernels): guest certificate requests exit to user
- * space (KVM_EXIT_SNP_REQ_CERTS). Before any vCPU is created.
+ * Answers a `MEM_ENC_KVM_EXIT_SNP_REQ_CERTS` exit, as the kernel's protocol requires: writes
+ * `ret` (0, ENOSPC, EAGAIN or EIO, positive) and, for MEM_ENC_REQ_CERTS_TOO_SMALL, `npages`.
+ * Re-enter KVM_RUN afterwards; the guest then sees success, SNP_GUEST_VMM_ERR_INVALID_LEN
+ * (with "npages" in RBX), SNP_GUEST_VMM_ERR_BUSY or SNP_GUEST_VMM_ERR_GENERIC. Any other
+ * `ret` would make KVM_RUN fail with -EINVAL.
  *
  * Arguments:
- *  "vm_fd"    - the VM descriptor.
- *  "fw_error" - optional firmware status.
+ *  "exit"   - `(struct mem_enc_snp_req_certs *)&run->snp_req_certs` of the vCPU's kvm_run.
+ *  "answer" - MEM_ENC_REQ_CERTS_*.
+ *  "npages" - pages needed (MEM_ENC_REQ_CERTS_TOO_SMALL only; ignored otherwise).
  *
- * Returns: 0, or -EINVAL (not an SNP guest, vCPUs exist, or a kernel without the command),
- * -ENOTTY.
+ * Returns: 0, or -EINVAL ("exit" NULL, unknown "answer"); nothing is written on error. Issues
+ * no system call.
  *
  * # Safety
- * "fw_error" must be NULL or writable.
+ * "exit" must be NULL or point to 24 writable bytes.
  */
-MEM_ENC_WARN_UNUSED int mem_enc_snp_enable_req_certs(int vm_fd, uint32_t *fw_error);
+MEM_ENC_WARN_UNUSED
+int mem_enc_snp_answer_req_certs(struct mem_enc_snp_req_certs *exit,
+                                 uint32_t answer,
+                                 uint64_t npages);
 
 /**
  * KVM_TDX_CAPABILITIES: what this host's TDX module and KVM let a TD use. memenc sizes the
@@ -2372,22 +2110,6 @@ int mem_enc_tdx_init_mem_region(int vcpu_fd,
                                 uint64_t *hw_error);
 
 /**
- * KVM_TDX_FINALIZE_VM: ends the build; the TD's measurement is final and its vCPUs can run.
- * Retried on -EBUSY (TDX_OPERAND_BUSY) up to the retry limit.
- *
- * Arguments:
- *  "vm_fd"    - the TDX VM descriptor.
- *  "hw_error" - optional SEAMCALL status of TDH.MR.FINALIZE.
- *
- * Returns: 0, or -EINVAL (INIT_VM not done, already finalised, a page add incomplete), -EBUSY
- * (after the retries), -ENOTTY, -EIO.
- *
- * # Safety
- * "hw_error" must be NULL or writable.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_tdx_finalize_vm(int vm_fd, uint64_t *hw_error);
-
-/**
  * KVM_TDX_GET_CPUID: the CPUID values the TDX module gives the TD (on a vCPU descriptor,
  * between INIT_VCPU and FINALIZE_VM).
  *
@@ -2441,63 +2163,6 @@ void mem_enc_set_trace(mem_enc_trace_fn callback, void *userdata);
  * Returns: the previous limit.
  */
 uint32_t mem_enc_set_retry_limit(uint32_t limit);
-
-/**
- * KVM_CREATE_VM: a new VM. Works on a real `/dev/kvm` and on a simulated one
- * (`mem_enc_sim_kvm_open()`) alike.
- *
- * Arguments:
- *  "kvm_fd"  - an open /dev/kvm descriptor (borrowed).
- *  "vm_type" - the KVM VM type: `MEM_ENC_VM_TYPE_*`, or `mem_enc_launch_settings.create_vm_type`
- *              (0 on the legacy SEV path).
- *
- * Returns: the new VM descriptor (close-on-exec; the caller owns it, and closing it and every
- * descriptor of the VM ends the VM), or -EBADF ("kvm_fd" negative or not open), -EINVAL (a
- * type this kernel does not create), -ENOTTY (not a /dev/kvm descriptor), -ENOMEM, -EMFILE.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_vm_create(int kvm_fd, uint32_t vm_type);
-
-/**
- * KVM_CREATE_VCPU: a new vCPU of a VM, real or simulated, with the kernel's checks (TDX: -EIO
- * before KVM_TDX_INIT_VM, -EINVAL without the split irqchip).
- *
- * Arguments:
- *  "vm_fd"   - the VM descriptor (borrowed).
- *  "vcpu_id" - the vCPU (APIC) id.
- *
- * Returns: the new vCPU descriptor (the caller owns it), or -EBADF, -EEXIST (id in use),
- * -EINVAL (id too large, too many vCPUs, or a TDX VM without the split irqchip), -EIO (TDX VM
- * before INIT_VM), -ENOMEM.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_vcpu_create(int vm_fd, uint32_t vcpu_id);
-
-/**
- * KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): local APICs in the kernel, IOAPIC and PIC in user
- * space. TDX vCPUs require it; enable it before the first vCPU.
- *
- * Arguments:
- *  "vm_fd"          - the VM descriptor (borrowed).
- *  "nr_ioapic_pins" - interrupt routes reserved for the user-space IOAPIC (QEMU: 24; at most
- *                     4096, `KVM_MAX_IRQ_ROUTES`).
- *
- * Returns: 0, or -EINVAL (more than 4096 pins), -EEXIST (already enabled, an in-kernel irqchip
- * exists, or vCPUs exist), -EBADF.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_vm_enable_split_irqchip(int vm_fd, uint32_t nr_ioapic_pins);
-
-/**
- * KVM_SET_TSC_KHZ on a VM: the TSC frequency of the vCPUs created afterwards. TDX (INIT_VM) and
- * SNP Secure TSC (SNP_LAUNCH_START) guests have it fixed at launch, so set it before those and
- * before any vCPU.
- *
- * Arguments:
- *  "vm_fd" - the VM descriptor (borrowed).
- *  "khz"   - the frequency in kHz; 0 for the host's.
- *
- * Returns: 0, or -EINVAL (vCPUs exist, or a frequency the host cannot scale to), -ENOTTY
- * (kernels before 6.0, which set it per vCPU only), -EBADF.
- */
-MEM_ENC_WARN_UNUSED int mem_enc_vm_set_tsc_khz(int vm_fd, uint32_t khz);
 
 #ifdef __cplusplus
 }  // extern "C"

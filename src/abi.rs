@@ -120,7 +120,7 @@ pub const MEM_ENC_TDX_MEASURE_MEMORY_REGION: u32 = 0x1;
 /// Major version: the `libmemenc.so.<major>` SONAME.
 pub const MEM_ENC_VERSION_MAJOR: u32 = 0;
 /// Minor version.
-pub const MEM_ENC_VERSION_MINOR: u32 = 1;
+pub const MEM_ENC_VERSION_MINOR: u32 = 2;
 /// Patch version.
 pub const MEM_ENC_VERSION_PATCH: u32 = 0;
 

@@ -761,46 +761,6 @@ pub fn tdx_xfam(caps: &mem_enc_caps, required: u64, optional: u64) -> Result<Gra
     )
 }
 
-/// Length of `mem_enc_negotiation.message`, NUL included.
-pub const MEM_ENC_MESSAGE_LEN: u32 = 512;
-
-/// The answer of one negotiation level (`mem_enc_negotiate_*`), written on success and on a
-/// refusal (`-EOPNOTSUPP`, `-EINVAL`), so the reason can be shown.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct mem_enc_negotiation {
-    /// The granted bits: every required bit plus the supported optional ones (VM type level:
-    /// the bit of the chosen type). 0 on a refusal.
-    pub granted: u64,
-    /// On a refusal: the required bits the host lacks or that may not be requested.
-    pub missing: u64,
-    /// VM type level: the chosen technology (`MEM_ENC_VM_TYPE_*`); otherwise 0.
-    pub vm_type: u32,
-    /// VM type level: the `KVM_CREATE_VM` argument (0: default VM on the legacy SEV path).
-    pub create_vm_type: u32,
-    /// VM type level: `MEM_ENC_INIT_*`, how to initialise the VM.
-    pub init_path: u32,
-    /// Zero.
-    pub reserved: u32,
-    /// NUL-terminated sentence: what was granted, or which bits are missing and why, e.g.
-    /// "vmsa_features bit 5 (DEBUG_SWAP) not supported by this host ...". Truncated to fit.
-    pub message: [core::ffi::c_char; MEM_ENC_MESSAGE_LEN as usize],
-}
-
-impl Default for mem_enc_negotiation {
-    fn default() -> Self {
-        mem_enc_negotiation {
-            granted: 0,
-            missing: 0,
-            vm_type: 0,
-            create_vm_type: 0,
-            init_path: 0,
-            reserved: 0,
-            message: [0; MEM_ENC_MESSAGE_LEN as usize],
-        }
-    }
-}
-
 /// What a VMM asks for a launch; zero fields ask for nothing (and `ghcb_version` 0 for the
 /// default). Growing struct, passed with its size.
 #[repr(C)]

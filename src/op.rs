@@ -82,12 +82,19 @@ pub fn flags_supported(vendor: Vendor, id: u32) -> u32 {
 /// flag takes the out-of-line [`dispatch_flagged`].
 #[inline(always)]
 pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
+    dispatch_limited(fd, input, None)
+}
+
+/// [`dispatch`] with this call's own bound on re-issues (transient errors, CONTINUE rounds
+/// without progress) instead of the process-wide [`retry_limit`].
+#[inline(always)]
+pub fn dispatch_limited(fd: RawFd, input: &mem_enc_cmd, limit: Option<u32>) -> Outcome {
     if fd < 0 {
         return Outcome::rejected(libc::EBADF);
     }
     let vendor = host::vendor_of(fd);
     if input.flags != 0 {
-        return dispatch_flagged(fd, vendor, input);
+        return dispatch_flagged(fd, vendor, input, limit);
     }
     let mut local = *input;
     let result = issue(fd, vendor, &mut local).map(|_| ());
@@ -100,7 +107,7 @@ pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
 /// [`dispatch`] for a command with flags: validated against the vendor table, then issued once
 /// or, under `MEM_ENC_FLAG_RETRY` / `MEM_ENC_FLAG_CONTINUE`, as often as those allow.
 #[inline(never)]
-fn dispatch_flagged(fd: RawFd, vendor: Vendor, input: &mem_enc_cmd) -> Outcome {
+fn dispatch_flagged(fd: RawFd, vendor: Vendor, input: &mem_enc_cmd, limit: Option<u32>) -> Outcome {
     let info = vendor.command(input.id);
     let (kernel_flags, library_flags) = match split_flags(info, input.flags) {
         Ok(split) => split,
@@ -110,7 +117,11 @@ fn dispatch_flagged(fd: RawFd, vendor: Vendor, input: &mem_enc_cmd) -> Outcome {
     local.flags = kernel_flags;
 
     // Only the RETRY and CONTINUE loops spend the budget.
-    let mut budget = if library_flags != 0 { retry_limit() } else { 0 };
+    let mut budget = if library_flags != 0 {
+        limit.unwrap_or_else(retry_limit)
+    } else {
+        0
+    };
     let mut last_remaining = u64::MAX;
     loop {
         let result = issue(fd, vendor, &mut local).map(|_| ());
@@ -187,11 +198,19 @@ fn continue_after_success(
     let Progress::RemainingAt(offset) = info.progress else {
         return Next::Stop(Ok(()));
     };
-    // The kernel just read and wrote this struct, but the caller's memory is still read
-    // without faulting: a racing unmap gives an error, not a crash.
-    let Some(remaining) = host::read_user_u64(cmd.data.wrapping_add(offset as u64)) else {
+    // A plain load from the caller's own parameter struct: the kernel (or the installed
+    // host) has just read and written it successfully, and the caller vouched for it as for
+    // the raw ioctl (`data` valid for the command's struct for the whole call). No system call
+    // (no process_vm_readv: seccomp-sandboxed VMMs do not allow it).
+    let addr = cmd.data.wrapping_add(offset as u64) as usize as *const u64;
+    if addr.is_null() {
         return Next::Stop(Err(Errno(libc::EFAULT)));
-    };
+    }
+    // SAFETY: `data` points at the command's parameter struct, which the caller guarantees is
+    // valid for reads for the whole call (the contract of `mem_enc_op` and of every typed
+    // helper, which pass their own stack struct); `offset + 8` lies inside that struct (a
+    // vendor-table invariant, unit-tested). Any alignment.
+    let remaining = unsafe { core::ptr::read_unaligned(addr) };
     if remaining == 0 {
         return Next::Stop(Ok(()));
     }

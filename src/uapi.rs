@@ -117,6 +117,27 @@ pub const KVM_X86_SNP_POLICY_BITS: u64 = 1;
 /// Whether `KVM_EXIT_SNP_REQ_CERTS` is supported (newest kernels).
 pub const KVM_X86_SEV_SNP_REQ_CERTS: u64 = 2;
 
+/// `KVM_EXIT_SNP_REQ_CERTS` (kernel 7.0, after `KVM_SEV_SNP_ENABLE_REQ_CERTS`): an SNP guest's
+/// extended guest request asks user space for the certificate table. 43 in the merged uapi
+/// header (`KVM_EXIT_ARM_LDST64B` took 42 in the same merge window; the v7 posting said 42).
+pub const KVM_EXIT_SNP_REQ_CERTS: u32 = 43;
+
+/// `struct kvm_exit_snp_req_certs`, the `snp_req_certs` member of `kvm_run`'s exit union
+/// (offset [`KVM_RUN_EXIT_OFFSET`] in `struct kvm_run` on x86).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct kvm_exit_snp_req_certs {
+    /// Guest physical address of the guest's certificate buffer (in: from the guest's RAX).
+    pub gpa: u64,
+    /// Pages at `gpa` (in: from RBX); on `ENOSPC` user space writes the pages needed.
+    pub npages: u64,
+    /// User space's answer, a positive errno: 0, `ENOSPC`, `EAGAIN` or `EIO`.
+    pub ret: u64,
+}
+
+/// Offset of the exit union in `struct kvm_run` on x86 (no s390 PSW words).
+pub const KVM_RUN_EXIT_OFFSET: usize = 32;
+
 /// `KVM_MEMORY_ATTRIBUTE_PRIVATE`
 pub const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = 1 << 3;
 

@@ -3,7 +3,8 @@
 /* mem_enc_op() against the raw ioctl on the real kernel: for a VM descriptor, a vCPU
  * descriptor, a regular file and a closed descriptor, the same command gives the same return
  * value (as -errno) and leaves the same bytes. Also checks the documented differences: a
- * stale `error` is cleared, and errno is left alone. Skips (77) where /dev/kvm is absent. */
+ * stale `error` is cleared. errno follows ioctl(): on failure it holds the
+ * returned error, on success it is unchanged; memenc's own refusals set it too. Skips (77) where /dev/kvm is absent. */
 #include <stdint.h>
 #include "memenc.h"
 #include "test-util.h"
@@ -25,11 +26,15 @@ static void compare(const struct fd_case *fc, uint32_t id, uint64_t data, uint32
     errno = 0;
     int r = ioctl(fc->fd, KVM_MEMORY_ENCRYPT_OP, &raw);
     int expect = r < 0 ? -errno : r;
-    errno = EDOM; /* documented: mem_enc_op returns the error and leaves errno alone */
+    errno = EDOM; /* documented: failure sets errno to the error, success leaves it alone */
     int got = mem_enc_op(fc->fd, (struct mem_enc_cmd *)&lib);
+    int after = errno;
 
     CHECK(got == expect, "%s id %u: mem_enc_op %d, ioctl %d", fc->name, id, got, expect);
-    CHECK(errno == EDOM, "%s id %u: errno changed to %d", fc->name, id, errno);
+    if (got < 0)
+        CHECK(after == -got, "%s id %u: errno %d after %d", fc->name, id, after, got);
+    else
+        CHECK(after == EDOM, "%s id %u: errno changed to %d on success", fc->name, id, after);
     CHECK(memcmp(&raw, &lib, sizeof(raw)) == 0, "%s id %u: bytes differ", fc->name, id);
 }
 
@@ -87,6 +92,17 @@ int main(void)
         CHECK(lib.error == 0, "stale error kept: %u", lib.error);
         CHECK(lib.sev_fd == 5 && lib.id == 22 && lib.data == 0, "other fields changed");
     }
+    /* memenc's own refusal (a flag bit nobody honours) sets errno like a kernel error. */
+    struct kvm_sev_cmd bad;
+    memset(&bad, 0, sizeof(bad));
+    bad.id = 22;
+    memcpy((char *)&bad + 4, &(uint32_t){0x00800000u}, sizeof(uint32_t));
+    errno = EDOM;
+    got = mem_enc_op(vm, (struct mem_enc_cmd *)&bad);
+    CHECK(got == -EINVAL && errno == EINVAL, "refusal: %d, errno %d", got, errno);
+    errno = EDOM;
+    got = mem_enc_op(-1, (struct mem_enc_cmd *)&bad);
+    CHECK(got == -EBADF && errno == EBADF, "bad fd: %d, errno %d", got, errno);
     printf("host vendor %u; VM fd NULL probe: %s\n", mem_enc_host_vendor(),
            mem_enc_strerror(mem_enc_op(vm, NULL)));
     close(file);

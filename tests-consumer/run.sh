@@ -64,15 +64,21 @@ pkg_config_consumer() { # build_root default_library
         local real
         real=$(cd "$libdir" && ls libmemenc.so.*.*.*)
         [[ -f $libdir/$real && ! -L $libdir/$real ]] || fail "no libmemenc.so.X.Y.Z in $libdir"
-        [[ $(readlink "$libdir/libmemenc.so.0") == "$real" ]] || fail "libmemenc.so.0 is not a link to $real"
+        local soname
+        soname=$(readelf -d "$libdir/$real" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+        [[ $soname == libmemenc.so.* ]] || fail "$real has no SONAME"
+        [[ $(readlink "$libdir/$soname") == "$real" ]] || fail "$soname is not a link to $real"
         [[ -L $libdir/libmemenc.so && $(readlink -f "$libdir/libmemenc.so") == "$libdir/$real" ]] ||
             fail "libmemenc.so is not a link to $real"
-        ok "installed $real with links libmemenc.so.0 and libmemenc.so"
+        ok "installed $real with links $soname and libmemenc.so"
     fi
 
-    # The staged tree stands in for the real root: the sysroot prefixes -I and -L.
+    # memenc.pc is relocatable (prefix=${pcfiledir}/../..): used straight from the staging
+    # tree, with no sysroot.
     PKG_CONFIG_LIBDIR=$(dirname "$pc")
-    export PKG_CONFIG_LIBDIR PKG_CONFIG_SYSROOT_DIR=$dest
+    export PKG_CONFIG_LIBDIR
+    unset PKG_CONFIG_SYSROOT_DIR
+    grep -q '^prefix=${pcfiledir}' "$pc" || fail "memenc.pc is not relocatable"
     unset PKG_CONFIG_PATH
     local static_flag=() cflags libs
     [[ $mode == static ]] && static_flag=(--static)

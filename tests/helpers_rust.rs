@@ -29,7 +29,7 @@ fn sev_and_snp_commands_reach_kvm() {
     let vm = host.vm();
     let devnull = std::fs::File::open("/dev/null").unwrap();
     let sev_dev = std::os::fd::AsFd::as_fd(&devnull);
-    let mut page = vec![0u8; 4096];
+    let mut page = vec![0u8; 8192];
     let addr = page.as_mut_ptr() as u64;
     kvm_enotty(sev::init(vm), "KVM_SEV_INIT");
     kvm_enotty(sev::es_init(vm), "KVM_SEV_ES_INIT");
@@ -78,7 +78,7 @@ fn sev_and_snp_commands_reach_kvm() {
     );
     let update = snp::LaunchUpdate {
         gfn_start: 0x40,
-        uaddr: addr,
+        uaddr: (addr + 4095) & !4095,
         len: 4096,
         page_type: snp::page_type::NORMAL,
     };

@@ -6,7 +6,23 @@ use std::ffi::{CStr, c_void};
 use std::sync::Mutex;
 
 use helpers_common::{amd_without_sev, real_vm};
-use memenc::capi::sev::mem_enc_sev_launch_finish;
+
+/// KVM_SEV_LAUNCH_FINISH as a C caller issues it since 0.2: `mem_enc_op` with
+/// MEM_ENC_FLAG_RETRY (the parameterless typed wrappers were removed).
+///
+/// # Safety
+/// `fw` must be writable.
+unsafe fn mem_enc_sev_launch_finish(vm: i32, fw: *mut u32) -> i32 {
+    let mut cmd = memenc::mem_enc_cmd {
+        flags: memenc::MEM_ENC_FLAG_RETRY,
+        ..memenc::mem_enc_cmd::new(memenc::uapi::sev_id::LAUNCH_FINISH, 0)
+    };
+    // SAFETY: a valid 24-byte command with no parameter struct.
+    let r = unsafe { memenc::capi::op::mem_enc_op(vm, &mut cmd) };
+    // SAFETY: writable (contract).
+    unsafe { *fw = cmd.sev().error };
+    r
+}
 use memenc::capi::trace::{mem_enc_set_retry_limit, mem_enc_set_trace};
 use memenc::trace::mem_enc_trace_event;
 

@@ -30,7 +30,7 @@ pub(crate) unsafe trait ArgsStruct: Copy {
 
 /// Reads an extensible struct of `size` bytes at `src`, as the kernel's
 /// `copy_struct_from_user()` does:
-/// - `src` NULL: `-EFAULT`; `size` below the first version: `-EINVAL`; above
+/// - `src` NULL: `-EINVAL` (memenc's one NULL rule); `size` below the first version: `-EINVAL`; above
 ///   [`ARGS_SIZE_MAX`]: `-E2BIG`;
 /// - `size` up to `size_of::<T>()` (an older caller): the missing tail reads as zero;
 /// - `size` above it (a newer caller): the bytes memenc does not know must be zero, else
@@ -43,7 +43,7 @@ pub(crate) unsafe fn copy_struct_from_user<T: ArgsStruct>(
     size: usize,
 ) -> core::result::Result<T, Errno> {
     if src.is_null() {
-        return Err(Errno(libc::EFAULT));
+        return Err(Errno(libc::EINVAL));
     }
     let bytes = src.cast::<u8>();
     read_struct(size, |offset, out| {
@@ -112,15 +112,13 @@ pub(crate) unsafe fn copy_struct_to_user<T: ArgsStruct>(
     Ok(())
 }
 
-/// The checks of [`copy_struct_to_user`], for use before any ioctl: `-EFAULT` for NULL,
+/// The checks of [`copy_struct_to_user`], for use before any ioctl: `-EINVAL` for NULL,
 /// `-EINVAL` below the first version, `-E2BIG` above [`ARGS_SIZE_MAX`].
 pub(crate) fn check_struct_out<T: ArgsStruct>(
     dst: *mut T,
     size: usize,
 ) -> core::result::Result<(), Errno> {
-    if dst.is_null() {
-        Err(Errno(libc::EFAULT))
-    } else if size < T::SIZE_VER0 {
+    if dst.is_null() || size < T::SIZE_VER0 {
         Err(Errno(libc::EINVAL))
     } else if size > ARGS_SIZE_MAX {
         Err(Errno(libc::E2BIG))
@@ -182,7 +180,7 @@ impl Cmd {
         self.check(unsafe { copy_struct_from_user(src, size) })
     }
 
-    /// An input buffer: NULL is allowed only with length 0 (`-EFAULT` otherwise).
+    /// An input buffer: NULL is allowed only with length 0 (`-EINVAL` otherwise).
     ///
     /// # Safety
     /// A non-NULL `p` must point to `len` readable bytes that stay valid and unmodified for
@@ -192,7 +190,7 @@ impl Cmd {
             return Ok(&[]);
         }
         if p.is_null() {
-            return Err(self.reject(libc::EFAULT));
+            return Err(self.reject(libc::EINVAL));
         }
         // SAFETY: the caller guarantees `len` readable bytes at `p`.
         Ok(unsafe { core::slice::from_raw_parts(p, len) })
@@ -211,7 +209,7 @@ impl Cmd {
         s.try_into().map_err(|_| self.reject(libc::EINVAL))
     }
 
-    /// The capacity of an output buffer: `*len`, with `-EFAULT` for a NULL `len`, or a NULL
+    /// The capacity of an output buffer: `*len`, with `-EINVAL` for a NULL `len`, or a NULL
     /// `buf` with a non-zero capacity.
     ///
     /// # Safety
@@ -222,12 +220,12 @@ impl Cmd {
         len: *const L,
     ) -> Result<L> {
         if len.is_null() {
-            return Err(self.reject(libc::EFAULT));
+            return Err(self.reject(libc::EINVAL));
         }
         // SAFETY: non-NULL and readable by the caller's contract.
         let cap = unsafe { len.read_unaligned() };
         if buf.is_null() && cap != L::default() {
-            return Err(self.reject(libc::EFAULT));
+            return Err(self.reject(libc::EINVAL));
         }
         Ok(cap)
     }
@@ -398,7 +396,7 @@ mod tests {
         // NULL.
         // SAFETY: NULL is checked before any read.
         let null = unsafe { copy_struct_from_user::<T2>(ptr::null(), 16) };
-        assert_eq!(null, Err(Errno(libc::EFAULT)));
+        assert_eq!(null, Err(Errno(libc::EINVAL)));
         // Below the first version, including 0.
         assert_eq!(read(&raw, 0), Err(Errno(libc::EINVAL)));
         assert_eq!(read(&raw, 7), Err(Errno(libc::EINVAL)));
@@ -456,7 +454,7 @@ mod tests {
         assert_eq!(r, Err(Errno(libc::EINVAL)));
         // SAFETY: NULL is refused.
         let r = unsafe { copy_struct_to_user::<T2>(ptr::null_mut(), 16, &v) };
-        assert_eq!(r, Err(Errno(libc::EFAULT)));
+        assert_eq!(r, Err(Errno(libc::EINVAL)));
     }
 
     #[test]
@@ -492,7 +490,7 @@ mod tests {
             );
             assert_eq!(
                 copy_struct_from_user::<mem_enc_caps>(ptr::null(), 192),
-                Err(Errno(libc::EFAULT))
+                Err(Errno(libc::EINVAL))
             );
             assert_eq!(
                 copy_struct_from_user::<mem_enc_caps>(big.as_ptr().cast(), 5000),
@@ -526,7 +524,7 @@ mod tests {
         assert_eq!(unsafe { c.blob(ptr::null(), 0) }.ok(), Some(&[][..]));
         // SAFETY: NULL with a length is refused before reading.
         let e = unsafe { c.blob(ptr::null(), 3) }.unwrap_err();
-        assert_eq!((e.errno, e.stage), (Errno(libc::EFAULT), Stage::Memenc));
+        assert_eq!((e.errno, e.stage), (Errno(libc::EINVAL), Stage::Memenc));
         let data = [1u8; 4];
         // SAFETY: 4 readable bytes.
         assert!(unsafe { c.exact::<4>(data.as_ptr(), 4) }.is_ok());

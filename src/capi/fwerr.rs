@@ -54,7 +54,7 @@ pub extern "C" fn mem_enc_fw_strerror(vendor: u32, status: u64) -> *const c_char
 /// Returns: the text's length (without the NUL) on success;
 ///  -ENOSPC  "buf" is too small: nothing is written (a buffer of `MEM_ENC_FW_DESCRIBE_MAX`
 ///           bytes never is);
-///  -EFAULT  "buf" is NULL while "len" is not 0.
+///  -EINVAL  "buf" is NULL while "len" is not 0.
 ///
 /// Allocates no memory.
 ///
@@ -70,7 +70,7 @@ pub unsafe extern "C" fn mem_enc_fw_describe(
 ) -> c_int {
     boundary(|| {
         if buf.is_null() && len != 0 {
-            return -libc::EFAULT;
+            return -libc::EINVAL;
         }
         let mut text = StackText::default();
         if fwerr::describe(vendor, status, &mut text).is_err() {
@@ -162,7 +162,7 @@ mod tests {
         assert_eq!(
             // SAFETY: NULL with len 1 is refused before any write.
             unsafe { mem_enc_fw_describe(1, 2, core::ptr::null_mut(), 1) },
-            -libc::EFAULT
+            -libc::EINVAL
         );
         let mut buf = [0 as c_char; MEM_ENC_FW_DESCRIBE_MAX];
         // SAFETY: the buffer has MEM_ENC_FW_DESCRIBE_MAX bytes.

@@ -4,6 +4,7 @@
 
 pub(crate) mod args;
 pub mod fwerr;
+pub mod host;
 pub mod mem;
 pub mod op;
 pub mod probe;
@@ -11,16 +12,26 @@ pub mod sev;
 pub mod snp;
 pub mod tdx;
 pub mod trace;
-pub mod vm;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::errno::Errno;
 
 /// Runs an export's body; a panic becomes `-ENOTRECOVERABLE` instead of unwinding into C.
+///
+/// The errno rule, the same for every `int` export: on failure the thread's `errno` is set to
+/// the returned error (positive), as `ioctl()` would set it, memenc's own refusals included;
+/// on success `errno` is what it was on entry (whatever memenc did inside).
 #[inline]
 pub(crate) fn boundary(body: impl FnOnce() -> i32) -> i32 {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(-libc::ENOTRECOVERABLE)
+    // SAFETY: __errno_location() returns this thread's errno slot, valid for the thread's life.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *slot };
+    let r = catch_unwind(AssertUnwindSafe(body)).unwrap_or(-libc::ENOTRECOVERABLE);
+    // SAFETY: as above.
+    unsafe { *slot = if r < 0 { r.wrapping_neg() } else { saved } };
+    r
 }
 
 /// Like [`boundary`] for exports that return something other than an errno.

@@ -45,8 +45,8 @@ use crate::vendor::Vendor;
 ///  -EAGAIN  MEM_ENC_FLAG_CONTINUE: the kernel stopped making progress
 ///  -EFAULT  MEM_ENC_FLAG_CONTINUE: the parameter struct became unreadable
 ///
-/// The error is the return value only: the thread's `errno` is left as it was (memenc issues
-/// the system call itself, not through libc's `ioctl()`).
+/// errno: on failure the thread's `errno` is set to the returned error (positive), as `ioctl()`
+/// would set it, memenc's own refusals included; on success it is left as it was.
 ///
 /// Allocates no memory. Safe to call from several threads on different VMs.
 ///
@@ -102,7 +102,7 @@ pub extern "C" fn mem_enc_strerror(err: c_int) -> *const c_char {
     })
 }
 
-/// memenc's version, e.g. "0.1.0"; the same as the `MEM_ENC_VERSION_*` macros it was built
+/// memenc's version, e.g. "0.2.0"; the same as the `MEM_ENC_VERSION_*` macros it was built
 /// with.
 ///
 /// Returns: a static NUL-terminated string.

@@ -116,45 +116,6 @@ unsafe impl ArgsStruct for mem_enc_sev_send_start_args {
     const SIZE_VER0: usize = MEM_ENC_SEV_SEND_START_ARGS_SIZE_VER0;
 }
 
-/// KVM_SEV_INIT (legacy): makes a DEFAULT-type VM an SEV guest. Superseded by
-/// `mem_enc_sev_init2()` on kernels that have it.
-///
-/// Arguments:
-///  "vm_fd"    - the VM descriptor (borrowed).
-///  "fw_error" - optional: the firmware status (see the SEV rules at the top of this group).
-///
-/// Returns: 0, or -ENOTTY (no SEV on this host), -EINVAL (not a DEFAULT VM, vCPUs exist,
-/// already initialised), -EBUSY (no free ASID), -EIO (firmware: see fw_error), ...
-///
-/// # Safety
-/// "fw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_sev_init(vm_fd: c_int, fw_error: *mut u32) -> c_int {
-    boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe { fd_only(cmd(id::INIT), vm_fd, Status::Sev(fw_error), sev::init) }
-    })
-}
-
-/// KVM_SEV_ES_INIT (legacy): makes a DEFAULT-type VM an SEV-ES guest. Superseded by
-/// `mem_enc_sev_init2()` (whose launch measurement differs: it syncs FPU state into the VMSA).
-///
-/// Arguments: as `mem_enc_sev_init()`.
-///
-/// Returns: as `mem_enc_sev_init()`; -ENOTTY also when SEV-ES is disabled.
-///
-/// # Safety
-/// "fw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_sev_es_init(vm_fd: c_int, fw_error: *mut u32) -> c_int {
-    boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe { fd_only(cmd(id::ES_INIT), vm_fd, Status::Sev(fw_error), sev::es_init) }
-    })
-}
-
 /// KVM_SEV_INIT2: initialises a SEV, SEV-ES or SNP-type VM (created with that type), before
 /// any vCPU.
 ///
@@ -166,7 +127,7 @@ pub unsafe extern "C" fn mem_enc_sev_es_init(vm_fd: c_int, fw_error: *mut u32) -
 ///
 /// Returns: 0, or -EINVAL (SNP_ACTIVE requested, non-zero reserved field: no ioctl; or the
 /// kernel's: wrong VM type, unsupported feature bit, bad GHCB version, vCPUs exist),
-/// -E2BIG (unknown non-zero tail in "args"), -EFAULT ("args" NULL), -ENOTTY, -EIO.
+/// -E2BIG (unknown non-zero tail in "args"), -EINVAL ("args" NULL), -ENOTTY, -EIO.
 ///
 /// # Safety
 /// "args" must point to "args_size" readable bytes; "fw_error" must be NULL or writable.
@@ -247,7 +208,7 @@ unsafe fn start(
 ///  "handle"    - optional out: the guest handle, on success.
 ///  "fw_error"  - optional firmware status.
 ///
-/// Returns: 0, or -ENOTTY (INIT not done), -EBADF ("sev_fd" is not /dev/sev), -EFAULT (a NULL
+/// Returns: 0, or -ENOTTY (INIT not done), -EBADF ("sev_fd" is not /dev/sev), -EINVAL (a NULL
 /// blob with a length), -EIO (firmware: see fw_error), ...
 ///
 /// # Safety
@@ -345,32 +306,6 @@ pub unsafe extern "C" fn mem_enc_sev_launch_update_data(
                 vm_fd,
                 Status::Sev(fw_error),
                 |fd| sev::launch_update_data(fd, addr as u64, len),
-            )
-        }
-    })
-}
-
-/// KVM_SEV_LAUNCH_UPDATE_VMSA (SEV-ES): encrypts every vCPU's register state; all vCPUs must
-/// exist and have their registers set. Call once.
-///
-/// Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
-///
-/// Returns: 0, or -ENOTTY (not SEV-ES), -EINVAL (already done, or a vCPU has debug state),
-/// -EBUSY / -EINTR (retried up to the retry limit), -EIO.
-///
-/// # Safety
-/// "fw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_sev_launch_update_vmsa(vm_fd: c_int, fw_error: *mut u32) -> c_int {
-    boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::LAUNCH_UPDATE_VMSA),
-                vm_fd,
-                Status::Sev(fw_error),
-                sev::launch_update_vmsa,
             )
         }
     })
@@ -491,7 +426,7 @@ pub unsafe extern "C" fn mem_enc_sev_receive_update_data(
 ///               length needed on -ENOSPC. Required.
 ///  "fw_error" - optional firmware status.
 ///
-/// Returns: 0, or -ENOSPC ("buf" too small; "*len" = needed, "buf" untouched), -EFAULT ("len"
+/// Returns: 0, or -ENOSPC ("buf" too small; "*len" = needed, "buf" untouched), -EINVAL ("len"
 /// NULL, or "buf" NULL with a non-zero "*len"), -ENOTTY, -EIO.
 ///
 /// # Safety
@@ -518,30 +453,6 @@ pub unsafe extern "C" fn mem_enc_sev_launch_measure(
         })();
         // SAFETY: "buf" has room for the data (capacity checked); pointers per contract.
         unsafe { finish(Status::Sev(fw_error), r, |m| put_blob(buf, len, &m)) }
-    })
-}
-
-/// KVM_SEV_LAUNCH_FINISH: ends the launch; the guest can run.
-///
-/// Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
-///
-/// Returns: 0, or -ENOTTY, -EIO (e.g. SEV_RET_INVALID_GUEST_STATE: out of order).
-///
-/// # Safety
-/// "fw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_sev_launch_finish(vm_fd: c_int, fw_error: *mut u32) -> c_int {
-    boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::LAUNCH_FINISH),
-                vm_fd,
-                Status::Sev(fw_error),
-                sev::launch_finish,
-            )
-        }
     })
 }
 
@@ -591,7 +502,7 @@ pub unsafe extern "C" fn mem_enc_sev_guest_status(
 ///  "len"      - bytes to decrypt.
 ///  "fw_error" - optional firmware status.
 ///
-/// Returns: 0, or -EINVAL ("len" 0 or 4 GiB or more), -EFAULT ("dst" NULL), -ENOTTY, -EIO
+/// Returns: 0, or -EINVAL ("len" 0 or 4 GiB or more), -EINVAL ("dst" NULL), -ENOTTY, -EIO
 /// (e.g. SEV_RET_POLICY_FAILURE: the policy forbids debugging).
 ///
 /// # Safety
@@ -611,7 +522,7 @@ pub unsafe extern "C" fn mem_enc_sev_dbg_decrypt(
         let r = (|| {
             let fd = c.fd(vm_fd)?;
             if dst.is_null() && len != 0 {
-                return Err(c.reject(libc::EFAULT));
+                return Err(c.reject(libc::EINVAL));
             }
             // The kernel's length is 32 bits: refuse more before any buffer is made for it.
             if u32::try_from(len).is_err() {
@@ -640,7 +551,7 @@ pub unsafe extern "C" fn mem_enc_sev_dbg_decrypt(
 ///  "len"      - bytes to encrypt.
 ///  "fw_error" - optional firmware status.
 ///
-/// Returns: 0, or -EINVAL, -EFAULT ("src" NULL), -ENOTTY, -EIO.
+/// Returns: 0, or -EINVAL, -EINVAL ("src" NULL), -ENOTTY, -EIO.
 ///
 /// # Safety
 /// "src" must have "len" readable bytes; "dst" is checked by the kernel; "fw_error" must be
@@ -822,78 +733,6 @@ pub unsafe extern "C" fn mem_enc_sev_send_update_data(
                 put_blob(hdr, hdr_len, &out.hdr);
                 put_blob(trans, trans_len, &out.trans);
             })
-        }
-    })
-}
-
-/// KVM_SEV_SEND_FINISH: ends sending.
-///
-/// Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
-///
-/// Returns: 0, or -ENOTTY, -EIO.
-///
-/// # Safety
-/// "fw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_sev_send_finish(vm_fd: c_int, fw_error: *mut u32) -> c_int {
-    boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::SEND_FINISH),
-                vm_fd,
-                Status::Sev(fw_error),
-                sev::send_finish,
-            )
-        }
-    })
-}
-
-/// KVM_SEV_SEND_CANCEL: abandons sending; the guest can run again.
-///
-/// Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
-///
-/// Returns: 0, or -ENOTTY, -EIO.
-///
-/// # Safety
-/// "fw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_sev_send_cancel(vm_fd: c_int, fw_error: *mut u32) -> c_int {
-    boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::SEND_CANCEL),
-                vm_fd,
-                Status::Sev(fw_error),
-                sev::send_cancel,
-            )
-        }
-    })
-}
-
-/// KVM_SEV_RECEIVE_FINISH: ends receiving; the guest can run.
-///
-/// Arguments: "vm_fd", "fw_error" as `mem_enc_sev_init()`.
-///
-/// Returns: 0, or -ENOTTY, -EIO.
-///
-/// # Safety
-/// "fw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_sev_receive_finish(vm_fd: c_int, fw_error: *mut u32) -> c_int {
-    boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::RECEIVE_FINISH),
-                vm_fd,
-                Status::Sev(fw_error),
-                sev::receive_finish,
-            )
         }
     })
 }

@@ -4,7 +4,7 @@
 
 use core::ffi::{c_int, c_void};
 
-use super::args::{ArgsStruct, Cmd, Status, fd_only, finish, put_reached};
+use super::args::{ArgsStruct, Cmd, Status, finish, put_reached};
 use super::boundary;
 use crate::helpers::snp::{self, LaunchFinish, LaunchStart, LaunchUpdate};
 use crate::uapi::sev_id as id;
@@ -44,8 +44,10 @@ pub struct mem_enc_snp_launch_update_args {
     pub len: u64,
     /// `MEM_ENC_SNP_PAGE_TYPE_*`.
     pub page_type: u32,
-    /// Must be 0.
-    pub reserved: u32,
+    /// How many rounds without progress this call accepts before -EAGAIN; 0: the process-wide
+    /// limit (`mem_enc_set_retry_limit()`, default `MEM_ENC_RETRY_LIMIT`). (The word was
+    /// "reserved, must be 0" in 0.1, so 0 keeps the old behaviour.)
+    pub retry_limit: u32,
 }
 /// Size of the first version of `struct mem_enc_snp_launch_update_args`.
 pub const MEM_ENC_SNP_LAUNCH_UPDATE_ARGS_SIZE_VER0: usize = 32;
@@ -184,10 +186,9 @@ pub unsafe extern "C" fn mem_enc_snp_launch_update(
             let a = unsafe { c.args(args, args_size) }?;
             let page_type = u8::try_from(a.page_type)
                 .ok()
-                .filter(|_| a.reserved == 0)
                 .ok_or_else(|| c.reject(libc::EINVAL))?;
             done = Some(a.gfn_start.wrapping_add(a.len / snp::PAGE_SIZE));
-            snp::launch_update(
+            snp::launch_update_bounded(
                 vm,
                 sev,
                 &LaunchUpdate {
@@ -196,6 +197,7 @@ pub unsafe extern "C" fn mem_enc_snp_launch_update(
                     len: a.len,
                     page_type,
                 },
+                (a.retry_limit != 0).then_some(a.retry_limit),
             )
         })();
         // SAFETY: NULL or writable (contract).
@@ -267,35 +269,83 @@ pub unsafe extern "C" fn mem_enc_snp_launch_finish(
     })
 }
 
-/// KVM_SEV_SNP_ENABLE_REQ_CERTS (newest kernels): guest certificate requests exit to user
-/// space (KVM_EXIT_SNP_REQ_CERTS). Before any vCPU is created.
+/// `KVM_EXIT_SNP_REQ_CERTS`: the `exit_reason` of a vCPU exit in which an SNP guest asks for
+/// its certificate table (kernel 7.0, after `KVM_SEV_SNP_ENABLE_REQ_CERTS` through
+/// `mem_enc_op()`). The same value as the kernel header's macro, for headers that predate it.
+pub const MEM_ENC_KVM_EXIT_SNP_REQ_CERTS: u32 = 43;
+
+/// `struct kvm_exit_snp_req_certs`, at `&run->snp_req_certs` (offset 32 of `struct kvm_run`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct mem_enc_snp_req_certs {
+    /// Guest physical address of the guest's buffer (from the kernel).
+    pub gpa: u64,
+    /// Pages at "gpa" (from the kernel); for MEM_ENC_REQ_CERTS_TOO_SMALL, the pages needed.
+    pub npages: u64,
+    /// The answer the kernel reads when KVM_RUN is re-entered.
+    pub ret: u64,
+}
+
+/// Answer for `mem_enc_snp_answer_req_certs()`: the table was written at "gpa".
+pub const MEM_ENC_REQ_CERTS_WRITTEN: u32 = 0;
+/// Answer: the buffer is too small; "npages" is the number of pages needed.
+pub const MEM_ENC_REQ_CERTS_TOO_SMALL: u32 = 1;
+/// Answer: busy, the guest may ask again later.
+pub const MEM_ENC_REQ_CERTS_BUSY: u32 = 2;
+/// Answer: failed.
+pub const MEM_ENC_REQ_CERTS_FAILED: u32 = 3;
+
+/// Answers a `MEM_ENC_KVM_EXIT_SNP_REQ_CERTS` exit, as the kernel's protocol requires: writes
+/// `ret` (0, ENOSPC, EAGAIN or EIO, positive) and, for MEM_ENC_REQ_CERTS_TOO_SMALL, `npages`.
+/// Re-enter KVM_RUN afterwards; the guest then sees success, SNP_GUEST_VMM_ERR_INVALID_LEN
+/// (with "npages" in RBX), SNP_GUEST_VMM_ERR_BUSY or SNP_GUEST_VMM_ERR_GENERIC. Any other
+/// `ret` would make KVM_RUN fail with -EINVAL.
 ///
 /// Arguments:
-///  "vm_fd"    - the VM descriptor.
-///  "fw_error" - optional firmware status.
+///  "exit"   - `(struct mem_enc_snp_req_certs *)&run->snp_req_certs` of the vCPU's kvm_run.
+///  "answer" - MEM_ENC_REQ_CERTS_*.
+///  "npages" - pages needed (MEM_ENC_REQ_CERTS_TOO_SMALL only; ignored otherwise).
 ///
-/// Returns: 0, or -EINVAL (not an SNP guest, vCPUs exist, or a kernel without the command),
-/// -ENOTTY.
+/// Returns: 0, or -EINVAL ("exit" NULL, unknown "answer"); nothing is written on error. Issues
+/// no system call.
 ///
 /// # Safety
-/// "fw_error" must be NULL or writable.
+/// "exit" must be NULL or point to 24 writable bytes.
 #[unsafe(no_mangle)]
 #[must_use]
-pub unsafe extern "C" fn mem_enc_snp_enable_req_certs(vm_fd: c_int, fw_error: *mut u32) -> c_int {
+pub unsafe extern "C" fn mem_enc_snp_answer_req_certs(
+    exit: *mut mem_enc_snp_req_certs,
+    answer: u32,
+    npages: u64,
+) -> c_int {
     boundary(|| {
-        // SAFETY: "fw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::SNP_ENABLE_REQ_CERTS),
-                vm_fd,
-                Status::Sev(fw_error),
-                snp::enable_req_certs,
-            )
-        }
+        let answer = match answer {
+            MEM_ENC_REQ_CERTS_WRITTEN => snp::ReqCertsAnswer::Written,
+            MEM_ENC_REQ_CERTS_TOO_SMALL => snp::ReqCertsAnswer::TooSmall { npages },
+            MEM_ENC_REQ_CERTS_BUSY => snp::ReqCertsAnswer::Busy,
+            MEM_ENC_REQ_CERTS_FAILED => snp::ReqCertsAnswer::Failed,
+            _ => return -libc::EINVAL,
+        };
+        // SAFETY: "exit" is NULL (checked) or 24 writable bytes (contract); the struct is plain
+        // integers, read and written unaligned.
+        let Some(p) = (unsafe { exit.as_mut() }) else {
+            return -libc::EINVAL;
+        };
+        let mut k = crate::uapi::kvm_exit_snp_req_certs {
+            gpa: p.gpa,
+            npages: p.npages,
+            ret: p.ret,
+        };
+        snp::answer_req_certs(&mut k, answer);
+        p.npages = k.npages;
+        p.ret = k.ret;
+        0
     })
 }
 
 const _: () = {
+    assert!(MEM_ENC_KVM_EXIT_SNP_REQ_CERTS == crate::uapi::KVM_EXIT_SNP_REQ_CERTS);
+    assert!(core::mem::size_of::<mem_enc_snp_req_certs>() == 24);
     assert!(MEM_ENC_SNP_ID_BLOCK_SIZE == snp::SNP_ID_BLOCK_SIZE);
     assert!(MEM_ENC_SNP_ID_AUTH_SIZE == snp::SNP_ID_AUTH_SIZE);
     assert!(MEM_ENC_SNP_PAGE_TYPE_NORMAL == snp::page_type::NORMAL as u32);

@@ -136,8 +136,10 @@ pub struct mem_enc_tdx_init_mem_region_args {
     pub nr_pages: u64,
     /// 0 or `MEM_ENC_TDX_MEASURE_MEMORY_REGION` (extend MRTD with the pages).
     pub flags: u32,
-    /// Must be 0.
-    pub reserved: u32,
+    /// How many re-issues (after -EINTR/-EBUSY, or rounds without progress) this call accepts;
+    /// 0: the process-wide limit (`mem_enc_set_retry_limit()`). (The word was "reserved, must
+    /// be 0" in 0.1, so 0 keeps the old behaviour.)
+    pub retry_limit: u32,
 }
 /// Size of the first version of `struct mem_enc_tdx_init_mem_region_args`.
 pub const MEM_ENC_TDX_INIT_MEM_REGION_ARGS_SIZE_VER0: usize = 32;
@@ -262,7 +264,7 @@ pub unsafe extern "C" fn mem_enc_tdx_init_vm(
                 return Err(c.reject(libc::E2BIG));
             }
             if a.cpuid.is_null() && a.cpuid_nent != 0 {
-                return Err(c.reject(libc::EFAULT));
+                return Err(c.reject(libc::EINVAL));
             }
             let cpuid: Vec<kvm_cpuid_entry2> = (0..a.cpuid_nent as usize)
                 // SAFETY: "cpuid_nent" readable entries at "cpuid" (contract).
@@ -349,11 +351,11 @@ pub unsafe extern "C" fn mem_enc_tdx_init_mem_region(
             let fd = c.fd(vcpu_fd)?;
             // SAFETY: "args_size" readable bytes at "args" (contract).
             let a = unsafe { c.args(args, args_size) }?;
-            if a.reserved != 0 || a.flags & !KVM_TDX_MEASURE_MEMORY_REGION != 0 {
+            if a.flags & !KVM_TDX_MEASURE_MEMORY_REGION != 0 {
                 return Err(c.reject(libc::EINVAL));
             }
             done = Some(a.gpa.wrapping_add(a.nr_pages.wrapping_mul(tdx::PAGE_SIZE)));
-            tdx::init_mem_region(
+            tdx::init_mem_region_bounded(
                 fd,
                 &MemRegion {
                     source_addr: a.source as u64,
@@ -361,40 +363,13 @@ pub unsafe extern "C" fn mem_enc_tdx_init_mem_region(
                     nr_pages: a.nr_pages,
                     measure: a.flags & KVM_TDX_MEASURE_MEMORY_REGION != 0,
                 },
+                (a.retry_limit != 0).then_some(a.retry_limit),
             )
         })();
         // SAFETY: NULL or writable (contract).
         unsafe { put_reached(gpa_reached, &r, done) };
         // SAFETY: hw_error is NULL or writable (contract).
         unsafe { finish(Status::Tdx(hw_error), r, |()| {}) }
-    })
-}
-
-/// KVM_TDX_FINALIZE_VM: ends the build; the TD's measurement is final and its vCPUs can run.
-/// Retried on -EBUSY (TDX_OPERAND_BUSY) up to the retry limit.
-///
-/// Arguments:
-///  "vm_fd"    - the TDX VM descriptor.
-///  "hw_error" - optional SEAMCALL status of TDH.MR.FINALIZE.
-///
-/// Returns: 0, or -EINVAL (INIT_VM not done, already finalised, a page add incomplete), -EBUSY
-/// (after the retries), -ENOTTY, -EIO.
-///
-/// # Safety
-/// "hw_error" must be NULL or writable.
-#[unsafe(no_mangle)]
-#[must_use]
-pub unsafe extern "C" fn mem_enc_tdx_finalize_vm(vm_fd: c_int, hw_error: *mut u64) -> c_int {
-    boundary(|| {
-        // SAFETY: "hw_error" is NULL or writable (contract).
-        unsafe {
-            fd_only(
-                cmd(id::FINALIZE_VM),
-                vm_fd,
-                Status::Tdx(hw_error),
-                tdx::finalize_vm,
-            )
-        }
     })
 }
 

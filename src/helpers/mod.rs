@@ -130,6 +130,19 @@ pub(crate) fn issue(
     data: u64,
     sev_fd: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
+    issue_limited(fd, vendor, id, flags, data, sev_fd, None)
+}
+
+/// [`issue`] with this call's own re-issue bound (`None`: the process-wide limit).
+pub(crate) fn issue_limited(
+    fd: BorrowedFd<'_>,
+    vendor: Vendor,
+    id: u32,
+    flags: u32,
+    data: u64,
+    sev_fd: Option<BorrowedFd<'_>>,
+    limit: Option<u32>,
+) -> Result<()> {
     let command = name(vendor, id);
     let raw = fd.as_raw_fd();
     if host::vendor_of(raw) != vendor {
@@ -152,7 +165,7 @@ pub(crate) fn issue(
         data,
         status,
     };
-    let outcome = op::dispatch(raw, &cmd);
+    let outcome = op::dispatch_limited(raw, &cmd, limit);
     match (outcome.result, outcome.status) {
         (Ok(()), _) => Ok(()),
         (Err(e), Some(st)) => Err(Error::issued(command, vendor, e, st.raw())),

@@ -5,7 +5,7 @@
 use core::mem::size_of;
 use std::os::fd::BorrowedFd;
 
-use super::{Error, Result, data_of, issue, name};
+use super::{Error, Result, data_of, issue, issue_limited, name};
 use crate::abi::MEM_ENC_FLAG_CONTINUE;
 use crate::uapi::{
     KVM_MAX_CPUID_ENTRIES, KVM_TDX_MEASURE_MEMORY_REGION, kvm_cpuid_entry2, kvm_cpuid2_header,
@@ -193,6 +193,16 @@ pub struct MemRegion {
 /// kernel's advanced struct after `-EINTR` until every page is added. On failure,
 /// `Error::reached` is the first GPA not added.
 pub fn init_mem_region(vcpu_fd: BorrowedFd<'_>, p: &MemRegion) -> Result<()> {
+    init_mem_region_bounded(vcpu_fd, p, None)
+}
+
+/// [`init_mem_region`] with this call's own bound on re-issues (`None`: the process-wide
+/// limit, [`crate::helpers::retry_limit`]).
+pub fn init_mem_region_bounded(
+    vcpu_fd: BorrowedFd<'_>,
+    p: &MemRegion,
+    limit: Option<u32>,
+) -> Result<()> {
     // The kernel's own argument checks, made here so they cost no ioctl: page alignment, a
     // non-empty range, and no wrap of either range.
     const PAGE: u64 = 4096;
@@ -223,13 +233,14 @@ pub fn init_mem_region(vcpu_fd: BorrowedFd<'_>, p: &MemRegion) -> Result<()> {
         } else {
             0
         };
-    issue(
+    issue_limited(
         vcpu_fd,
         Vendor::Tdx,
         id::INIT_MEM_REGION,
         flags,
         data_of(&mut k),
         None,
+        limit,
     )
     .map_err(|e| Error {
         reached: Some(k.gpa),

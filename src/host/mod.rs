@@ -41,6 +41,11 @@ pub fn set_host(host: &'static dyn Host) -> Result<(), Errno> {
     HOST.set(host).map_err(|_| Errno(libc::EBUSY))
 }
 
+/// Whether a [`Host`] is installed.
+pub fn installed() -> bool {
+    HOST.get().is_some()
+}
+
 /// Whether the installed [`Host`] models `fd`'s host.
 pub fn simulated(fd: RawFd) -> bool {
     HOST.get().is_some_and(|h| h.simulated(fd))
@@ -202,54 +207,6 @@ pub fn vendor_from_cpuid(id: &[u8; 12]) -> Vendor {
     }
 }
 
-/// Reads `out.len()` bytes of this process's memory at `addr` without faulting: `None` where
-/// the range is not readable. memenc reads caller parameter structs only through this, so a bad
-/// address is an error, never a crash.
-pub fn read_user(addr: u64, out: &mut [u8]) -> Option<()> {
-    if out.is_empty() {
-        return Some(());
-    }
-    let local = libc::iovec {
-        iov_base: out.as_mut_ptr().cast(),
-        iov_len: out.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as usize as *mut libc::c_void,
-        iov_len: out.len(),
-    };
-    // SAFETY: process_vm_readv writes only into `out` (described by `local`) and reads our own
-    // address space through the kernel, which reports EFAULT instead of faulting.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    (n == out.len() as isize).then_some(())
-}
-
-/// Writes `data` into this process's memory at `addr` without faulting: `None` where the range
-/// is not writable.
-pub fn write_user(addr: u64, data: &[u8]) -> Option<()> {
-    if data.is_empty() {
-        return Some(());
-    }
-    let local = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as usize as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    // SAFETY: process_vm_writev reads only `data` and writes our own address space through the
-    // kernel, which reports EFAULT instead of faulting.
-    let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
-    (n == data.len() as isize).then_some(())
-}
-
-/// Reads a little-endian u64 from caller memory (see [`read_user`]).
-pub fn read_user_u64(addr: u64) -> Option<u64> {
-    let mut b = [0u8; 8];
-    read_user(addr, &mut b)?;
-    Some(u64::from_le_bytes(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,21 +226,6 @@ mod tests {
         );
         assert_eq!(vendor_from_cpuinfo(b"vendor_id\t: Odd"), None);
         assert_eq!(vendor_from_cpuinfo(b"processor : 0"), None);
-    }
-
-    #[test]
-    fn user_memory_access_reports_bad_addresses() {
-        let value: u64 = 0x1122_3344_5566_7788;
-        assert_eq!(read_user_u64(&value as *const u64 as u64), Some(value));
-        assert_eq!(read_user_u64(0), None);
-        assert_eq!(read_user_u64(8), None);
-        let mut target = [0u8; 4];
-        assert_eq!(
-            write_user(target.as_mut_ptr() as u64, &[1, 2, 3, 4]),
-            Some(())
-        );
-        assert_eq!(target, [1, 2, 3, 4]);
-        assert_eq!(write_user(16, &[1]), None);
     }
 
     #[test]

@@ -123,6 +123,12 @@ pub struct CmdInfo {
 }
 
 /// Shorthand for the tables: a handled command with no retry or progress semantics.
+///
+/// Nothing is transient by default: every SEV command runs under `kvm->lock`, which
+/// `sev_mem_enc_ioctl` takes non-killably, so no SEV handler returns -EINTR for a signal except
+/// the vCPU-locking ones (a fatal signal: the process is dying, and re-issuing
+/// LAUNCH_UPDATE_VMSA after a partial success re-encrypts vCPUs on kernels up to 7.0). A table
+/// entry lists an errno only where the kernel source shows it is safe to issue again.
 pub(crate) const fn cmd(id: u32, name: &'static str, scope: Scope, param: Param) -> CmdInfo {
     CmdInfo {
         id,
@@ -131,7 +137,7 @@ pub(crate) const fn cmd(id: u32, name: &'static str, scope: Scope, param: Param)
         param,
         kernel_flags: 0,
         handled: true,
-        transient: &[libc::EINTR],
+        transient: &[],
         progress: Progress::None,
     }
 }

@@ -24,11 +24,13 @@ const fn unhandled(id: u32, name: &'static str) -> CmdInfo {
     }
 }
 
-/// Commands that take every vCPU's mutex (killable: -EINTR) and fail with -EBUSY while a vCPU
-/// is being created.
+/// Commands that take every vCPU's mutex (`kvm_lock_all_vcpus`, killable: -EINTR only on a
+/// fatal signal; no -EBUSY path exists in sev.c). Nothing is transient: the process is dying,
+/// and re-issuing LAUNCH_UPDATE_VMSA after a partial success re-syncs and re-encrypts vCPUs
+/// that were already done (no `guest_state_protected` guard up to 7.0).
 const fn all_vcpus(c: CmdInfo) -> CmdInfo {
     CmdInfo {
-        transient: &[libc::EINTR, libc::EBUSY],
+        transient: &[],
         ..c
     }
 }
@@ -116,9 +118,11 @@ pub static COMMANDS: &[CmdInfo] = &[
         s::<uapi::kvm_sev_snp_launch_start>(),
     ),
     CmdInfo {
-        // Returns 0 with gfn_start/uaddr/len advanced when it stopped early; -EAGAIN is
-        // documented as "retry" although current kernels do not produce it.
-        transient: &[libc::EINTR, libc::EAGAIN],
+        // Returns 0 with gfn_start/uaddr/len advanced when it stopped early (a signal after
+        // the first page). Every negative count, the -EINTR of a signal on the first page
+        // included, becomes -EIO with `error` 0 ("not reached the firmware"): nothing is
+        // transient (kernels 6.11 to newest).
+        transient: &[],
         progress: Progress::RemainingAt(16),
         ..vm(
             id::SNP_LAUNCH_UPDATE,
