@@ -19,6 +19,8 @@
 #                                      project using memenc as a subproject (shared and static)
 #   asan-shared, asan-static           C tests and examples under ASan+UBSan
 #   valgrind-shared, valgrind-static   C tests and examples under valgrind memcheck
+#   hardware                           MEMENC_HW=1 only: the launch examples on this host's
+#                                      real SEV/SNP/TDX (skipped otherwise)
 #
 # and ends with "N passed, N failed, N skipped" (suites). Exit status 1 if any suite failed.
 set -uo pipefail
@@ -126,6 +128,25 @@ consumers() { # dir [test names...]
     meson test -C "$dir" --print-errorlogs "$@"
 }
 
+# MEMENC_HW=1: the launch examples for real on this host's SEV/SNP/TDX hardware (no simulator),
+# saying what could not run; otherwise a visible skip.
+hardware() {
+    [[ ${MEMENC_HW:-0} == 1 ]] || { echo "SKIPPED: set MEMENC_HW=1 to run the launch examples on this host's hardware"; return 77; }
+    local dir=$work/shared ex rc=0 ran=() missing=()
+    [[ -x $dir/examples-c/probe ]] || { echo "FAIL: meson-shared did not build the examples"; return 1; }
+    for ex in probe qemu-style sev-launch snp-launch tdx-launch; do
+        "$dir/examples-c/$ex"
+        case $? in
+            0) ran+=("$ex") ;;
+            77) missing+=("$ex (this host lacks the technology)") ;;
+            *) rc=1; echo "FAILED: $ex" ;;
+        esac
+    done
+    echo "hardware: ran: ${ran[*]:-none}"
+    echo "hardware: could not run: ${missing[*]:-none}"
+    return $rc
+}
+
 install_prerequisites
 
 say "memenc: every test ($(cargo --version 2>/dev/null), meson $(meson --version 2>/dev/null || echo missing))"
@@ -140,6 +161,7 @@ suite asan-shared with_sim bash scripts/memcheck.sh asan "$work/asan-shared" sha
 suite asan-static with_sim bash scripts/memcheck.sh asan "$work/asan-static" static
 suite valgrind-shared bash scripts/memcheck.sh valgrind "$work/shared"
 suite valgrind-static bash scripts/memcheck.sh valgrind "$work/static"
+suite hardware hardware
 suite thread-check bash scripts/thread-check.sh
 suite fuzz-smoke bash scripts/fuzz-smoke.sh
 
