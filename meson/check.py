@@ -99,6 +99,26 @@ def check_soname(args):
     return rc
 
 
+# What the simulated host is made of: it lives in the memenc-sim crate and must never reach the
+# production library (its model, registry, measurement crypto, or the old mem_enc_sim_* ABI).
+SIMULATOR_SYMBOLS = re.compile(r"mem_enc_sim_|memenc_sim|memenc\d*sim|3sim\d|sha2|hmac|registry")
+
+
+def check_no_simulator(args):
+    rc = 0
+    for lib in args.libs:
+        # All symbols, local ones included (the release library keeps its symbol table).
+        out = subprocess.run([args.nm, "-C", lib], check=True, capture_output=True,
+                             text=True).stdout
+        hits = sorted({line.split(maxsplit=2)[-1] for line in out.splitlines()
+                       if SIMULATOR_SYMBOLS.search(line)})
+        if hits:
+            rc |= fail(f"{lib}: simulator code in the production library: {hits[:10]}")
+        else:
+            print(f"ok: {lib}: no simulator symbol among {len(out.splitlines())}")
+    return rc
+
+
 def check_listed(args):
     sources = {f for f in os.listdir(args.dir) if f.endswith((".c", ".cc"))}
     unlisted = sorted(sources - set(args.names))
@@ -126,12 +146,15 @@ def main():
     n.add_argument("--soname", required=True)
     n.add_argument("--readelf", default="readelf")
     n.add_argument("libs", nargs="+")
+    ns = sub.add_parser("no-simulator")
+    ns.add_argument("--nm", default="nm")
+    ns.add_argument("libs", nargs="+")
     ls = sub.add_parser("listed")
     ls.add_argument("--dir", required=True)
     ls.add_argument("names", nargs="*", help="the file names meson.build builds")
     args = p.parse_args()
     return {"version": check_version, "symbols": check_symbols, "soname": check_soname,
-            "listed": check_listed}[args.check](args)
+            "no-simulator": check_no_simulator, "listed": check_listed}[args.check](args)
 
 
 if __name__ == "__main__":
