@@ -115,6 +115,9 @@ pub struct Hybrid {
     profile: &'static Profile,
     state: Mutex<State>,
     vcpu_mmap_size: usize,
+    /// The supervisor's own /dev/kvm, for system ioctls it answers from the real kernel's
+    /// answer (KVM ties only VM and vCPU ioctls to their creator).
+    kvm: Option<std::fs::File>,
     report: Option<std::path::PathBuf>,
 }
 
@@ -168,6 +171,11 @@ impl Hybrid {
             profile,
             state: Mutex::default(),
             vcpu_mmap_size: vcpu_mmap_size().unwrap_or(4096),
+            kvm: std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/kvm")
+                .ok(),
             report,
         }
     }
@@ -196,6 +204,7 @@ impl Hybrid {
         let sev = self.profile.sev.is_some();
         if sev {
             notify.push(SEV_ISSUE_CMD);
+            notify.push(KVM_GET_SUPPORTED_CPUID);
         }
         Spec {
             notify_open: sev,
@@ -289,6 +298,7 @@ impl Hybrid {
     fn system_ioctl(&self, tid: i32, state: &State, request: u64, arg: u64) -> Reply {
         let model = || self.in_model(tid, state, || kvm::system_ioctl(self.profile, request, arg));
         match request {
+            KVM_GET_SUPPORTED_CPUID => self.supported_cpuid(tid, arg),
             KVM_CHECK_EXTENSION if MODEL_CAPS.contains(&arg) => reply(model()),
             KVM_GET_DEVICE_ATTR | KVM_HAS_DEVICE_ATTR => {
                 match self.in_model(tid, state, || user::read::<kvm_device_attr>(arg)) {
@@ -297,6 +307,62 @@ impl Hybrid {
                 }
             }
             _ => Reply::Continue,
+        }
+    }
+
+    /// KVM_GET_SUPPORTED_CPUID as the profile's SEV kernel reports it: this machine's answer
+    /// (the supervisor may issue system ioctls on its own /dev/kvm) with leaf 0x8000001F's
+    /// SEV, SEV-ES and SEV-SNP bits set as `sev_set_cpu_caps()` does (EBX keeps this CPU's
+    /// C-bit position; ECX and EDX are cleared by KVM).
+    fn supported_cpuid(&self, tid: i32, arg: u64) -> Reply {
+        const ENTRY: usize = size_of::<kvm_cpuid_entry2>();
+        let Some(sev) = self.profile.sev.as_ref() else {
+            return Reply::Continue;
+        };
+        let Some(kvm) = self.kvm.as_ref() else {
+            return Reply::Continue;
+        };
+        let Ok(hdr) = target::with_target(tid, || user::read::<kvm_cpuid2_header>(arg)) else {
+            return Reply::Continue;
+        };
+        let nent = hdr.nent.min(4096) as usize;
+        // kvm_cpuid2 header then entries, 8-byte aligned.
+        let mut buf = vec![0u64; (8 + nent * ENTRY).div_ceil(8)];
+        buf[0] = hdr.nent as u64;
+        // SAFETY: `buf` holds a kvm_cpuid2 with room for `nent` entries, as the request needs.
+        let r = unsafe {
+            libc::ioctl(
+                kvm.as_raw_fd(),
+                KVM_GET_SUPPORTED_CPUID as libc::Ioctl,
+                buf.as_mut_ptr(),
+            )
+        };
+        if r < 0 {
+            // The target's own call gets the same refusal (-E2BIG with nent updated).
+            return Reply::Continue;
+        }
+        // SAFETY: the kernel filled `buf` as a kvm_cpuid2; viewing its bytes is plain data.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8)
+        };
+        let got = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        for e in bytes[8..8 + got.min(nent) * ENTRY].chunks_exact_mut(ENTRY) {
+            if e[..4] == 0x8000_001f_u32.to_le_bytes() {
+                let mut eax = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) | 1 << 1;
+                if sev.es {
+                    eax |= 1 << 3;
+                }
+                if sev.snp {
+                    eax |= 1 << 4;
+                }
+                e[12..16].copy_from_slice(&eax.to_le_bytes());
+                e[20..28].fill(0);
+            }
+        }
+        let out = &bytes[..8 + got.min(nent) * ENTRY];
+        match target::with_target(tid, || user::write_bytes(arg, out)) {
+            Ok(()) => Reply::Value(0),
+            Err(e) => Reply::Errno(e.0),
         }
     }
 
