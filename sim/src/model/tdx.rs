@@ -34,6 +34,27 @@ const INIT_VM_SIZE: u64 = core::mem::size_of::<uapi::kvm_tdx_init_vm>() as u64;
 const CAPS_NENT_OFFSET: u64 = 2048;
 const INIT_VM_NENT_OFFSET: u64 = 256;
 
+thread_local! {
+    /// See [`set_init_vm_nent_window`].
+    static NENT_WINDOW: core::cell::Cell<Option<fn(u64)>> = const { core::cell::Cell::new(None) };
+}
+
+/// Test seam: `hook(data)` runs inside INIT_VM on this thread right after the kernel's first
+/// read of `cpuid.nent` (6.19: the `get_user`; 6.16: the copy of the fixed part) and before
+/// its copy of the entries (6.19: the `memdup_user` that reads `nent` again). That is the
+/// window in which another thread of a real caller could rewrite the struct; a single-threaded
+/// test cannot hit it otherwise. `None` removes the hook. Calls answered on other threads
+/// (the supervisor's) never run it.
+pub fn set_init_vm_nent_window(hook: Option<fn(u64)>) {
+    NENT_WINDOW.with(|h| h.set(hook));
+}
+
+fn nent_window(data: u64) {
+    if let Some(hook) = NENT_WINDOW.with(core::cell::Cell::get) {
+        hook(data);
+    }
+}
+
 /// The TD's lifecycle state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Td {
@@ -219,6 +240,7 @@ fn init_vm(
         if nent > KVM_MAX_CPUID_ENTRIES {
             return err(libc::E2BIG);
         }
+        nent_window(data);
         let init: uapi::kvm_tdx_init_vm = user::read(data)?;
         let entries = read_entries(data.wrapping_add(INIT_VM_SIZE), nent)?;
         if init.cpuid.nent != nent {
@@ -230,6 +252,7 @@ fn init_vm(
         if init.cpuid.nent > KVM_MAX_CPUID_ENTRIES {
             return err(libc::E2BIG);
         }
+        nent_window(data);
         let entries = read_entries(data.wrapping_add(INIT_VM_SIZE), init.cpuid.nent)?;
         (init, entries)
     };
