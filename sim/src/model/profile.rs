@@ -99,8 +99,13 @@ pub struct TdxCaps {
     /// 6.19's rework: CAPABILITIES without cmd copy-back and without kvm->lock; copy-in before
     /// the state gate on vCPU commands; INIT_VM re-reads `nent`.
     pub rework_6_19: bool,
-    /// INIT_VM refuses a `nent` that changed between the two reads (the CVE-2026-72285 fix;
-    /// 6.19.0 lacks it and uses the re-read count).
+    /// INIT_VM refuses (-EINVAL) a `cpuid.nent` that changed between 6.19's two reads of it
+    /// (the `get_user` that sizes the `memdup_user`, and the copy itself): the
+    /// CVE-2026-72285 fix, affected range 6.19.0 up to 7.1.5. Meaningful only with
+    /// `rework_6_19` (6.16 reads `nent` once). No profile sets it: 6.19.0 lacks the fix and
+    /// uses the re-read count. Only a second caller thread (or the test seam
+    /// `tdx::set_init_vm_nent_window`) can tell; a single-threaded caller sees both counts
+    /// equal.
     pub nent_recheck: bool,
     /// 6.16's `nr_premapped`: a page mapped by INIT_MEM_REGION whose PAGE.ADD failed stays
     /// counted, and FINALIZE_VM is -EINVAL while the count is non-zero (gone in 6.19).
@@ -353,7 +358,8 @@ pub static PROFILES: &[Profile] = &[
             five_level_ept: false,
         }),
     },
-    // 6.19.0: the state-guard rework, without the CVE-2026-72285 nent re-check.
+    // 6.19.0: the state-guard rework; INIT_VM reads nent twice, without the CVE-2026-72285
+    // re-check (it uses the re-read count).
     Profile {
         name: c"tdx@6.19",
         backend: Backend::Tdx,

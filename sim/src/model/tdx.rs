@@ -34,6 +34,27 @@ const INIT_VM_SIZE: u64 = core::mem::size_of::<uapi::kvm_tdx_init_vm>() as u64;
 const CAPS_NENT_OFFSET: u64 = 2048;
 const INIT_VM_NENT_OFFSET: u64 = 256;
 
+thread_local! {
+    /// See [`set_init_vm_nent_window`].
+    static NENT_WINDOW: core::cell::Cell<Option<fn(u64)>> = const { core::cell::Cell::new(None) };
+}
+
+/// Test seam: `hook(data)` runs inside INIT_VM on this thread right after the kernel's first
+/// read of `cpuid.nent` (6.19: the `get_user`; 6.16: the copy of the fixed part) and before
+/// its copy of the entries (6.19: the `memdup_user` that reads `nent` again). That is the
+/// window in which another thread of a real caller could rewrite the struct; a single-threaded
+/// test cannot hit it otherwise. `None` removes the hook. Calls answered on other threads
+/// (the supervisor's) never run it.
+pub fn set_init_vm_nent_window(hook: Option<fn(u64)>) {
+    NENT_WINDOW.with(|h| h.set(hook));
+}
+
+fn nent_window(data: u64) {
+    if let Some(hook) = NENT_WINDOW.with(core::cell::Cell::get) {
+        hook(data);
+    }
+}
+
 /// The TD's lifecycle state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Td {
@@ -52,6 +73,8 @@ pub struct State {
     pub attributes: u64,
     pub xfam: u64,
     pub gpaw: u32,
+    /// The CPUID entries INIT_VM used; each config slot's value is the one
+    /// `kvm_find_cpuid_entry2` finds here.
     pub cpuid: Vec<kvm_cpuid_entry2>,
     pub mrtd: Mrtd,
     /// 6.16's `nr_premapped`: GFNs INIT_MEM_REGION mapped whose PAGE.ADD failed (a later
@@ -189,10 +212,52 @@ fn capabilities(caps: &TdxCaps, cmd: &Envelope, fault: &mut Option<Effect>) -> R
     user::write_bytes(data.wrapping_add(CAPS_NENT_OFFSET + 8), &bytes)
 }
 
-fn find_config<'a>(caps: &'a TdxCaps, e: &kvm_cpuid_entry2) -> Option<&'a CpuidConfig> {
-    caps.cpuid
+/// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`.
+const SIGNIFICANT_INDEX: u32 = 1;
+
+/// The CPUID entries INIT_VM works on: what `tdx_td_init` copied in (`copied`) and the count
+/// it then uses (`nent`, the struct's own `cpuid.nent`). On 6.19.0 `nent` may exceed the
+/// copy when the caller raised it between the two reads: the kernel then reads past its
+/// `memdup_user` buffer (the CVE-2026-72285 bug; whatever follows in its heap), which the
+/// model reads as zero entries.
+struct UserCpuid {
+    copied: Vec<kvm_cpuid_entry2>,
+    nent: usize,
+}
+
+impl UserCpuid {
+    /// `kvm_find_cpuid_entry2` over the `nent` entries the kernel walks.
+    fn find(&self, function: u32, index: u32) -> Option<kvm_cpuid_entry2> {
+        let copied = &self.copied[..self.nent.min(self.copied.len())];
+        let zero = [kvm_cpuid_entry2::default()];
+        let past_copy = if self.nent > copied.len() {
+            &zero[..]
+        } else {
+            &[]
+        };
+        find_cpuid_entry2(copied, function, index)
+            .or_else(|| find_cpuid_entry2(past_copy, function, index))
+    }
+
+    /// The entries the kernel used, for the TD's record (never past the copy).
+    fn used(mut self) -> Vec<kvm_cpuid_entry2> {
+        self.copied.truncate(self.nent);
+        self.copied
+    }
+}
+
+/// `kvm_find_cpuid_entry2(entries, nent, function, index)` (`cpuid_entry2_find`): the first
+/// entry of `function` whose *own* flags say its index is not significant, or whose index is
+/// `index`.
+fn find_cpuid_entry2(
+    entries: &[kvm_cpuid_entry2],
+    function: u32,
+    index: u32,
+) -> Option<kvm_cpuid_entry2> {
+    entries
         .iter()
-        .find(|c| c.leaf == e.function && (c.flags & 1 == 0 || c.subleaf == e.index))
+        .find(|e| e.function == function && (e.flags & SIGNIFICANT_INDEX == 0 || e.index == index))
+        .copied()
 }
 
 fn read_entries(addr: u64, nent: u32) -> Result<Vec<kvm_cpuid_entry2>, Errno> {
@@ -201,6 +266,84 @@ fn read_entries(addr: u64, nent: u32) -> Result<Vec<kvm_cpuid_entry2>, Errno> {
         .chunks_exact(CPUID_SIZE as usize)
         .map(user::from_bytes)
         .collect())
+}
+
+/// `tdx_unsupported_cpuid`: TSX (HLE, RTM) or WAITPKG in leaf 7 index 0.
+fn unsupported_cpuid(e: &kvm_cpuid_entry2) -> bool {
+    let leaf7 = e.function == 7 && e.index == 0;
+    leaf7 && (e.ebx & ((1 << 4) | (1 << 11)) != 0 || e.ecx & (1 << 5) != 0)
+}
+
+/// `tdx_td_init`'s copy-in: 6.16 copies the fixed part (with `nent`), bounds `nent` and copies
+/// that many entries; 6.19 `get_user`s `nent`, bounds it, and `memdup_user`s the whole struct
+/// sized by it, then uses the copy's own `cpuid.nent`, which a second caller thread may have
+/// changed in between. 6.19.0 takes that count as it is (more entries than copied: the
+/// kernel reads past its buffer; fewer: the rest are ignored); the CVE-2026-72285 fix
+/// (`TdxCaps::nent_recheck`) refuses a count that changed with -EINVAL. Single-threaded
+/// callers cannot tell the shapes apart except by what faults first (6.19 bounds `nent`
+/// before reading the rest); see [`set_init_vm_nent_window`] for the race.
+fn copy_in_init_vm(caps: &TdxCaps, data: u64) -> Result<(uapi::kvm_tdx_init_vm, UserCpuid), Errno> {
+    let (init, copied) = if caps.rework_6_19 {
+        let nr_user_entries: u32 = user::read(data.wrapping_add(INIT_VM_NENT_OFFSET))?;
+        if nr_user_entries > KVM_MAX_CPUID_ENTRIES {
+            return err(libc::E2BIG);
+        }
+        nent_window(data);
+        // memdup_user(struct_size(nr_user_entries)): one copy, -EFAULT if any byte faults.
+        let init: uapi::kvm_tdx_init_vm = user::read(data)?;
+        let copied = read_entries(data.wrapping_add(INIT_VM_SIZE), nr_user_entries)?;
+        if init.reserved.iter().any(|&r| r != 0) {
+            return err(libc::EINVAL);
+        }
+        if caps.nent_recheck && init.cpuid.nent != nr_user_entries {
+            return err(libc::EINVAL);
+        }
+        (init, copied)
+    } else {
+        let init: uapi::kvm_tdx_init_vm = user::read(data)?;
+        if init.cpuid.nent > KVM_MAX_CPUID_ENTRIES {
+            return err(libc::E2BIG);
+        }
+        nent_window(data);
+        let copied = read_entries(data.wrapping_add(INIT_VM_SIZE), init.cpuid.nent)?;
+        if init.reserved.iter().any(|&r| r != 0) {
+            return err(libc::EINVAL);
+        }
+        (init, copied)
+    };
+    if init.cpuid.padding != 0 {
+        return err(libc::EINVAL);
+    }
+    let nent = init.cpuid.nent as usize;
+    Ok((init, UserCpuid { copied, nent }))
+}
+
+/// `setup_tdparams_cpuids`: for each configurable leaf, in the module's order, the user entry
+/// `kvm_find_cpuid_entry2` finds for it (TSX/WAITPKG refused), its values going into that
+/// `cpuid_values` slot (GPAW bits of 0x80000008 cleared). Every user entry must have landed in
+/// a slot exactly once: `copy_cnt != nent` is -EINVAL, so duplicates and leaves without a
+/// slot fail. The slots' values are then the module's to check (see [`init_vm`]).
+fn setup_tdparams_cpuids(
+    caps: &TdxCaps,
+    cpuid: &UserCpuid,
+) -> Result<Vec<(&'static CpuidConfig, kvm_cpuid_entry2)>, Errno> {
+    let mut slots = Vec::new();
+    for c in caps.cpuid {
+        let Some(mut e) = cpuid.find(c.leaf, c.subleaf) else {
+            continue;
+        };
+        if unsupported_cpuid(&e) {
+            return err(libc::EINVAL);
+        }
+        if c.leaf == 0x8000_0008 {
+            e.eax &= !0x00FF_0000;
+        }
+        slots.push((c, e));
+    }
+    if slots.len() != cpuid.nent {
+        return err(libc::EINVAL);
+    }
+    Ok(slots)
 }
 
 fn init_vm(
@@ -212,50 +355,23 @@ fn init_vm(
     if vm.tdx.td != Td::Uninitialized || cmd.flags() != 0 {
         return err(libc::EINVAL);
     }
-    let data = cmd.data();
-    let (init, entries) = if caps.rework_6_19 {
-        // Read nent, bound it, copy everything, and refuse a nent that changed meanwhile.
-        let nent: u32 = user::read(data.wrapping_add(INIT_VM_NENT_OFFSET))?;
-        if nent > KVM_MAX_CPUID_ENTRIES {
-            return err(libc::E2BIG);
-        }
-        let init: uapi::kvm_tdx_init_vm = user::read(data)?;
-        let entries = read_entries(data.wrapping_add(INIT_VM_SIZE), nent)?;
-        if init.cpuid.nent != nent {
-            return err(libc::EINVAL);
-        }
-        (init, entries)
-    } else {
-        let init: uapi::kvm_tdx_init_vm = user::read(data)?;
-        if init.cpuid.nent > KVM_MAX_CPUID_ENTRIES {
-            return err(libc::E2BIG);
-        }
-        let entries = read_entries(data.wrapping_add(INIT_VM_SIZE), init.cpuid.nent)?;
-        (init, entries)
-    };
-    if init.reserved.iter().any(|&r| r != 0) || init.cpuid.padding != 0 {
-        return err(libc::EINVAL);
-    }
+    let (init, cpuid) = copy_in_init_vm(caps, cmd.data())?;
+    // setup_tdparams.
     if vm.created_vcpus() > 0 {
         return err(libc::EBUSY);
     }
     if init.attributes & !caps.supported_attrs != 0 || init.xfam & !caps.supported_xfam != 0 {
         return err(libc::EINVAL);
     }
-    let Some(ext8) = entries.iter().find(|e| e.function == 0x8000_0008) else {
+    // setup_tdparams_eptp_controls: GPAW from the entry found for (0x80000008, 0).
+    let Some(ext8) = cpuid.find(0x8000_0008, 0) else {
         return err(libc::EINVAL);
     };
     let gpaw = (ext8.eax >> 16) & 0xff;
     if !(gpaw == 48 || gpaw == 52) || (gpaw == 52 && !caps.five_level_ept) {
         return err(libc::EINVAL);
     }
-    for e in &entries {
-        let tsx = e.function == 7 && e.index == 0 && (e.ebx & ((1 << 4) | (1 << 11)) != 0);
-        let waitpkg = e.function == 7 && e.index == 0 && e.ecx & (1 << 5) != 0;
-        if find_config(caps, e).is_none() || tsx || waitpkg {
-            return err(libc::EINVAL);
-        }
-    }
+    let slots = setup_tdparams_cpuids(caps, &cpuid)?;
     match fault.take() {
         // TDH.MNG.KEY.CONFIG / TDH.MNG.CREATE out of entropy: retry, nothing in hw_error.
         Some(Effect::Again) => return err(libc::EAGAIN),
@@ -265,16 +381,9 @@ fn init_vm(
             take_generic(fault)?;
         }
     }
-    // TDH.MNG.INIT: CPUID values outside the configurable bits are an invalid operand.
-    let outside = entries.iter().any(|e| {
-        find_config(caps, e).is_some_and(|c| {
-            let mask = if e.function == 0x8000_0008 {
-                c.eax | 0x00FF_0000
-            } else {
-                c.eax
-            };
-            e.eax & !mask != 0 || e.ebx & !c.ebx != 0 || e.ecx & !c.ecx != 0 || e.edx & !c.edx != 0
-        })
+    // TDH.MNG.INIT: a slot value outside its configurable bits is an invalid operand.
+    let outside = slots.iter().any(|(c, e)| {
+        e.eax & !c.eax != 0 || e.ebx & !c.ebx != 0 || e.ecx & !c.ecx != 0 || e.edx & !c.edx != 0
     });
     if outside {
         return mng_init_failed(
@@ -288,7 +397,7 @@ fn init_vm(
     td.attributes = init.attributes;
     td.xfam = init.xfam;
     td.gpaw = gpaw;
-    td.cpuid = entries;
+    td.cpuid = cpuid.used();
     td.mrtd = Mrtd::default();
     Ok(())
 }
@@ -511,13 +620,8 @@ fn td_cpuid(vm: &Vm) -> Vec<kvm_cpuid_entry2> {
     let caps = vm.profile.tdx.as_ref();
     let configs = caps.map_or(&[][..], |c| c.cpuid);
     let value = |c: &CpuidConfig| {
-        let mut e = vm
-            .tdx
-            .cpuid
-            .iter()
-            .find(|e| e.function == c.leaf && (c.flags & 1 == 0 || e.index == c.subleaf))
-            .copied()
-            .unwrap_or_default();
+        // The value INIT_VM put in this config's slot.
+        let mut e = find_cpuid_entry2(&vm.tdx.cpuid, c.leaf, c.subleaf).unwrap_or_default();
         e.function = c.leaf;
         e.index = c.subleaf;
         e.flags = c.flags;
