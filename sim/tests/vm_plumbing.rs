@@ -44,15 +44,9 @@ fn scenario(kvm: RawFd) -> Vec<(&'static str, i32)> {
     step("create_vm(0)", vm);
     assert!(vm >= 0, "{vm}");
     step("vm on a VM fd", create_vm(vm, 0));
-    step(
-        "split_irqchip(4097)",
-        split_irqchip(vm, 4097),
-    );
+    step("split_irqchip(4097)", split_irqchip(vm, 4097));
     step("split_irqchip(24)", split_irqchip(vm, 24));
-    step(
-        "split_irqchip again",
-        split_irqchip(vm, 24),
-    );
+    step("split_irqchip again", split_irqchip(vm, 24));
     step("tsc_khz(0)", set_tsc_khz(vm, 0));
     step("tsc_khz(1 GHz)", set_tsc_khz(vm, 1_000_000));
     // "ram" is 4 mapped pages, mapped until the VM is closed.
@@ -60,7 +54,10 @@ fn scenario(kvm: RawFd) -> Vec<(&'static str, i32)> {
     let ram = backing.addr;
     let size = (4 * PAGE) as u64;
     step("memslot v1", memslot(vm, 0, 0, 0x10_0000, size, ram));
-    step("memslot v1 overlap", memslot(vm, 1, 0, 0x10_1000, size, ram));
+    step(
+        "memslot v1 overlap",
+        memslot(vm, 1, 0, 0x10_1000, size, ram),
+    );
     step(
         "memslot v1 guest_memfd flag",
         memslot(vm, 2, 4, 0x20_0000, size, ram),
@@ -81,10 +78,7 @@ fn scenario(kvm: RawFd) -> Vec<(&'static str, i32)> {
     step("vcpu on /dev/kvm", create_vcpu(kvm, 1));
     step("vcpu(-1)", create_vcpu(-1, 1));
     step("tsc_khz after a vCPU", set_tsc_khz(vm, 0));
-    step(
-        "split_irqchip after a vCPU",
-        split_irqchip(vm, 0),
-    );
+    step("split_irqchip after a vCPU", split_irqchip(vm, 0));
     close(vcpu);
     close(vm);
     out
