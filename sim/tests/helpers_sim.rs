@@ -648,3 +648,64 @@ fn simulated_retries_are_bounded() {
     let g = mem::create_guest_memfd(bfd(vm), 1 << 16, 0).unwrap();
     drop(g);
 }
+
+/// The per-call bound of 0.2 (`retry_limit`, the 0.1 `reserved` word, so a non-zero value is
+/// no longer refused): INIT_MEM_REGION re-issued after -EINTR at most `retry_limit` times.
+#[test]
+fn simulated_per_call_retry_limit_bounds_init_mem_region() {
+    let src = pages(2, 0x33);
+    let region = |retry_limit| mem_enc_tdx_init_mem_region_args {
+        source: src.cast::<c_void>(),
+        gpa: 0,
+        nr_pages: 2,
+        flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
+        retry_limit,
+    };
+    // Two signals before the first page, one re-issue allowed: the second -EINTR is returned.
+    let (vm, vcpu) = td_ready("tdx@6.19");
+    sim::inject(vcpu, Effect::Signal, tdx_id::INIT_MEM_REGION, 1, 2).unwrap();
+    let (mut reached, mut hw) = (u64::MAX, u64::MAX);
+    // SAFETY: valid pointers.
+    let r = unsafe { mem_enc_tdx_init_mem_region(vcpu, &region(1), 32, &mut reached, &mut hw) };
+    assert_eq!((r, reached), (-libc::EINTR, 0));
+    assert_eq!(mem_enc_last_stage(), MEM_ENC_STAGE_KVM);
+    // Two re-issues allowed: the third issue adds both pages.
+    let (vm_b, vcpu_b) = td_ready("tdx@6.19");
+    sim::inject(vcpu_b, Effect::Signal, tdx_id::INIT_MEM_REGION, 1, 2).unwrap();
+    // SAFETY: valid pointers.
+    let r = unsafe { mem_enc_tdx_init_mem_region(vcpu_b, &region(2), 32, &mut reached, &mut hw) };
+    assert_eq!((r, reached, hw), (0, 2 * PAGE as u64, 0));
+    // The Rust API's bound is the same one.
+    sim::inject(vcpu, Effect::Signal, tdx_id::INIT_MEM_REGION, 1, 2).unwrap();
+    let p = tdx::MemRegion {
+        source_addr: src as u64,
+        gpa: 0,
+        nr_pages: 2,
+        measure: true,
+    };
+    let e = tdx::init_mem_region_bounded(bfd(vcpu), &p, Some(1)).unwrap_err();
+    assert_eq!((e.errno, e.reached), (Errno(libc::EINTR), Some(0)));
+    tdx::init_mem_region_bounded(bfd(vcpu), &p, Some(1)).unwrap();
+    assert_eq!(
+        sim::launch_digest(vm).unwrap(),
+        sim::launch_digest(vm_b).unwrap(),
+        "the interrupted issues added nothing"
+    );
+
+    // SNP_LAUNCH_UPDATE accepts a non-zero word too. Its bound (rounds without progress) has
+    // nothing to count on the model: every round it stops early has added a page, and since
+    // 0.2 no SEV error is transient.
+    let (vm, sev) = snp_started("snp@6.18");
+    sim::inject(vm, Effect::Progress(1), sev_id::SNP_LAUNCH_UPDATE, 1, 3).unwrap();
+    let args = mem_enc_snp_launch_update_args {
+        gfn_start: 1,
+        src: src.cast(),
+        len: 2 * PAGE as u64,
+        page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
+        retry_limit: 1,
+    };
+    let mut fw = u32::MAX;
+    // SAFETY: valid pointers.
+    let r = unsafe { mem_enc_snp_launch_update(vm, sev, &args, 32, &mut reached, &mut fw) };
+    assert_eq!((r, reached, fw), (0, 3, 0));
+}
