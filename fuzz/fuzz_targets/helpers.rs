@@ -1,6 +1,9 @@
-//! Every typed helper (`mem_enc_sev_*`, `mem_enc_snp_*`, `mem_enc_tdx_*`, `mem_enc_mem_*`) and
-//! the simulator exports with pointers, in any order, on a fresh simulated host per input, so
-//! the launch state machines of all six profiles are explored (a reproducer replays exactly).
+//! Every typed helper (`mem_enc_sev_*`, `mem_enc_snp_*`, `mem_enc_tdx_*`, `mem_enc_mem_*`), the
+//! parameterless sub-commands as C VMMs issue them since 0.2 (`mem_enc_op` with
+//! MEM_ENC_FLAG_RETRY), the VMM's own memory ioctls (guest_memfd, memslot, attributes: no
+//! memenc exports since 0.2) and the simulator exports with pointers, in any order, on a fresh
+//! simulated host per input, so the launch state machines of all six profiles are explored (a
+//! reproducer replays exactly).
 //!
 //! Input: [profile][VM type][launch prefix] then up to 32 steps of
 //! [helper][descriptor choice][pointer choices][argument bytes...]. Argument structs are filled
@@ -27,11 +30,13 @@ use libfuzzer_sys::fuzz_target;
 use memenc::capi::fwerr::{MEM_ENC_STAGE_FIRMWARE, MEM_ENC_STAGE_MEMENC, mem_enc_last_stage};
 use memenc::capi::mem::*;
 use memenc::capi::sev::*;
-use memenc_sim::compat::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
+use memenc::uapi::{self, sev_id, tdx_id};
+use memenc::{MEM_ENC_FLAG_RETRY, mem_enc_cmd, mem_enc_sev_status};
 use memenc_fuzz::sim::{self, Owned, PAGE, World};
 use memenc_fuzz::{Bytes, is_neg_errno};
+use memenc_sim::compat::*;
 
 const S32: u32 = 0xA5A5_A5A5;
 const S64: u64 = 0xA5A5_A5A5_A5A5_A5A5;
@@ -72,6 +77,35 @@ impl Fw {
             _ => None,
         }
     }
+}
+
+/// A parameterless sub-command as a C VMM issues it since 0.2: one `mem_enc_op()` with
+/// MEM_ENC_FLAG_RETRY. The command's status word starts as the sentinel (the SEV or the TDX
+/// view, after the world's vendor), and `fw` is set to what it holds afterwards, so `check`
+/// reads it exactly as it read the 0.1 wrappers' `fw_error` / `hw_error` (`nofw`: as a NULL
+/// out-pointer, not checked).
+fn op_retry(fd: i32, id: u32, tdx: bool, nofw: bool, fw: &mut Fw) -> i32 {
+    let mut cmd = mem_enc_cmd {
+        flags: MEM_ENC_FLAG_RETRY,
+        ..mem_enc_cmd::new(id, 0)
+    };
+    if tdx {
+        cmd.status.hw_error = S64;
+    } else {
+        cmd.status.sev = mem_enc_sev_status {
+            error: S32,
+            sev_fd: 0,
+        };
+    }
+    // SAFETY: a valid 24-byte command; these sub-commands take no parameter struct.
+    let r = unsafe { memenc::capi::op::mem_enc_op(fd, &mut cmd) };
+    *fw = match (nofw, tdx) {
+        (true, true) => Fw::Tdx(None),
+        (true, false) => Fw::Sev(None),
+        (false, true) => Fw::Tdx(Some(Box::new(cmd.hw_error()))),
+        (false, false) => Fw::Sev(Some(Box::new(cmd.sev().error))),
+    };
+    r
 }
 
 /// An output buffer memenc writes itself: `len` bytes of 0xA5 on the heap, or NULL.
@@ -337,23 +371,20 @@ fn step(w: &mut World, input: &mut Bytes) {
     // it (heap buffers of exactly that size) or NULL, as the C contract requires.
     let mut outs: Vec<Out> = Vec::new();
     let (name, r): (&str, i32) = match op {
-        // ---- SEV, descriptor only
+        // ---- SEV, descriptor only (mem_enc_op with RETRY)
         0 | 1 | 6 | 10 | 17 | 18 | 19 => {
             let fd = s.fd(false);
-            a.fw = Fw::sev(o);
-            let f = a.fw.p32();
-            // SAFETY: fw NULL or writable.
-            unsafe {
-                match op {
-                    0 => ("sev_init", mem_enc_sev_init(fd, f)),
-                    1 => ("sev_es_init", mem_enc_sev_es_init(fd, f)),
-                    6 => ("launch_update_vmsa", mem_enc_sev_launch_update_vmsa(fd, f)),
-                    10 => ("launch_finish", mem_enc_sev_launch_finish(fd, f)),
-                    17 => ("send_finish", mem_enc_sev_send_finish(fd, f)),
-                    18 => ("send_cancel", mem_enc_sev_send_cancel(fd, f)),
-                    _ => ("receive_finish", mem_enc_sev_receive_finish(fd, f)),
-                }
-            }
+            let (name, id) = match op {
+                0 => ("sev_init", sev_id::INIT),
+                1 => ("sev_es_init", sev_id::ES_INIT),
+                6 => ("launch_update_vmsa", sev_id::LAUNCH_UPDATE_VMSA),
+                10 => ("launch_finish", sev_id::LAUNCH_FINISH),
+                17 => ("send_finish", sev_id::SEND_FINISH),
+                18 => ("send_cancel", sev_id::SEND_CANCEL),
+                _ => ("receive_finish", sev_id::RECEIVE_FINISH),
+            };
+            let tdx = s.w.is_tdx();
+            (name, op_retry(fd, id, tdx, o & 1 != 0, &mut a.fw))
         }
         2 => {
             let fd = s.fd(false);
@@ -557,7 +588,7 @@ fn step(w: &mut World, input: &mut Bytes) {
                 v.len = s.klen();
                 if s.input.u8() & 1 == 0 {
                     v.page_type %= 8;
-                    v.reserved = 0;
+                    v.retry_limit %= 4;
                 }
             });
             a.fw = Fw::sev(o);
@@ -588,11 +619,12 @@ fn step(w: &mut World, input: &mut Bytes) {
         }
         23 => {
             let fd = s.fd(false);
-            a.fw = Fw::sev(o);
-            // SAFETY: fw NULL or writable.
-            ("snp_enable_req_certs", unsafe {
-                mem_enc_snp_enable_req_certs(fd, a.fw.p32())
-            })
+            let id = sev_id::SNP_ENABLE_REQ_CERTS;
+            let tdx = s.w.is_tdx();
+            (
+                "snp_enable_req_certs",
+                op_retry(fd, id, tdx, o & 1 != 0, &mut a.fw),
+            )
         }
         // ---- TDX
         24 => {
@@ -676,7 +708,7 @@ fn step(w: &mut World, input: &mut Bytes) {
                 v.nr_pages = s.small();
                 if s.input.u8() & 1 == 0 {
                     v.flags &= 1;
-                    v.reserved = 0;
+                    v.retry_limit %= 4;
                 }
             });
             a.fw = Fw::tdx(o);
@@ -689,11 +721,11 @@ fn step(w: &mut World, input: &mut Bytes) {
         }
         28 => {
             let fd = s.fd(false);
-            a.fw = Fw::tdx(o);
-            // SAFETY: hw NULL or writable.
-            ("tdx_finalize_vm", unsafe {
-                mem_enc_tdx_finalize_vm(fd, a.fw.p64())
-            })
+            let tdx = s.w.is_tdx();
+            (
+                "tdx_finalize_vm",
+                op_retry(fd, tdx_id::FINALIZE_VM, tdx, o & 1 != 0, &mut a.fw),
+            )
         }
         29 => {
             let fd = s.fd(true);
@@ -726,6 +758,7 @@ fn step(w: &mut World, input: &mut Bytes) {
                 }
             }
         }
+        // The VMM's own memory ioctls (memenc 0.2 has no exports for them).
         32 => {
             let fd = s.fd(false);
             let size = if o & 2 == 0 {
@@ -733,8 +766,14 @@ fn step(w: &mut World, input: &mut Bytes) {
             } else {
                 s.klen()
             };
-            let flags = s.small();
-            let r = mem_enc_mem_create_guest_memfd(fd, size, flags);
+            let mut g = uapi::kvm_create_guest_memfd {
+                size,
+                flags: s.small(),
+                ..Default::default()
+            };
+            // SAFETY: the struct KVM_CREATE_GUEST_MEMFD takes.
+            let r =
+                unsafe { sim::ioctl(fd, uapi::KVM_CREATE_GUEST_MEMFD, &mut g as *mut _ as u64) };
             if r >= 0 {
                 s.w.gmem.push(Owned(r));
                 ("create_guest_memfd", 0)
@@ -744,30 +783,56 @@ fn step(w: &mut World, input: &mut Bytes) {
         }
         33 => {
             let fd = s.fd(false);
-            let (p, n) = s.args::<mem_enc_mem_region_args>(48, |s, v| {
-                v.userspace_addr = s.kaddr() as *mut c_void;
-                if s.input.u8() & 1 == 0 {
-                    v.slot %= 4;
-                    v.flags &= 0x7;
-                    v.guest_phys_addr = s.small().wrapping_mul(PAGE as u64);
-                    v.memory_size = s.small().wrapping_mul(PAGE as u64);
-                    v.guest_memfd_offset = s.small().wrapping_mul(PAGE as u64);
-                    v.guest_memfd = s.w.gmem.last().map_or(-1, |g| g.0);
-                    v.reserved = 0;
-                }
-            });
-            // SAFETY: args valid for n bytes or NULL.
-            ("set_user_memory_region2", unsafe {
-                mem_enc_mem_set_user_memory_region2(fd, p, n)
-            })
+            let mut m = uapi::kvm_userspace_memory_region2 {
+                slot: s.input.u32(),
+                flags: s.input.u32(),
+                guest_phys_addr: s.input.u64(),
+                memory_size: s.input.u64(),
+                userspace_addr: s.kaddr(),
+                guest_memfd_offset: s.input.u64(),
+                guest_memfd: s.input.u32(),
+                ..Default::default()
+            };
+            if s.input.u8() & 1 == 0 {
+                m.slot %= 4;
+                m.flags &= 0x7;
+                m.guest_phys_addr = s.small().wrapping_mul(PAGE as u64);
+                m.memory_size = s.small().wrapping_mul(PAGE as u64);
+                m.guest_memfd_offset = s.small().wrapping_mul(PAGE as u64);
+                m.guest_memfd = s.w.gmem.last().map_or(u32::MAX, |g| g.0 as u32);
+            }
+            // SAFETY: the struct KVM_SET_USER_MEMORY_REGION2 takes; the model checks the
+            // address in it (guarded or always-faulting pages).
+            let r = unsafe {
+                sim::ioctl(
+                    fd,
+                    uapi::KVM_SET_USER_MEMORY_REGION2,
+                    &mut m as *mut _ as u64,
+                )
+            };
+            ("set_user_memory_region2", r)
         }
         34 => {
             let fd = s.fd(false);
-            let (gpa, size) = (s.small().wrapping_mul(PAGE as u64), s.klen());
-            (
-                "set_private",
-                mem_enc_mem_set_private(fd, gpa, size, i32::from(o & 2 == 0)),
-            )
+            let mut attrs = uapi::kvm_memory_attributes {
+                address: s.small().wrapping_mul(PAGE as u64),
+                size: s.klen(),
+                attributes: if o & 2 == 0 {
+                    uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE
+                } else {
+                    0
+                },
+                flags: 0,
+            };
+            // SAFETY: the struct KVM_SET_MEMORY_ATTRIBUTES takes.
+            let r = unsafe {
+                sim::ioctl(
+                    fd,
+                    uapi::KVM_SET_MEMORY_ATTRIBUTES,
+                    &mut attrs as *mut _ as u64,
+                )
+            };
+            ("set_private", r)
         }
         // ---- simulator exports
         35 => {

@@ -1,24 +1,29 @@
-//! Every `mem_enc_negotiate_*` export with arbitrary capability bytes, sizes and masks.
+//! `mem_enc_negotiate_launch` with arbitrary capability bytes, sizes and masks, and the
+//! negotiation levels it is made of (`memenc::negotiate`; their per-level C exports went in
+//! 0.2) on the same capabilities.
 //!
 //! Input: [export][pointer flags][u16 caps_size][u32 accept / vm_type][u64 required]
 //! [u64 optional][u16 req_size][u16 out_size][u16 msg_len][caps bytes...][request bytes...].
-//! The caps and request buffers are exactly as long as the size passed (bytes past the input
-//! read as zero); sizes run up to 4200, past the 4096 limit.
+//! `export % 6`: 0 vm_type, 1 vmsa_features, 2 snp_policy, 3 tdx_attributes, 4 tdx_xfam (the
+//! Rust levels, on the caps as the library reads them, or the host probe for NULL caps), 5 the
+//! launch export. The caps and request buffers are exactly as long as the size passed (bytes
+//! past the input read as zero); sizes run up to 4200, past the 4096 limit.
 //!
-//! Invariants: 0 or a documented negative errno (-EINVAL, -E2BIG, -EOPNOTSUPP; with NULL caps
-//! also the errors of opening /dev/kvm); refused caps/request sizes or tails leave every output
-//! untouched; levels write a NUL-terminated message on success and refusal; the launch export
-//! writes `out` only on success and never past `out_size`, nor past `msg_len`; the answer is the
-//! same as for the caps normalised to the library's own size (growing-struct rules), and the
-//! same when asked twice.
+//! Invariants, launch export: 0 or a documented negative errno (-EINVAL, -E2BIG, -EOPNOTSUPP;
+//! with NULL caps also the errors of opening /dev/kvm); refused caps/request sizes or tails
+//! leave every output untouched; `out` is written only on success and never past `out_size`,
+//! nor the message past `msg_len`; the answer is the same as for the caps normalised to the
+//! library's own size (growing-struct rules), and the same when asked twice. Levels: a grant
+//! has every required bit and nothing that was not asked for (SNP: but bit 17, which must be
+//! one); a refusal is -EINVAL or -EOPNOTSUPP with a reason; the same answer when asked twice.
 #![no_main]
 
 use core::ffi::c_char;
 use libfuzzer_sys::fuzz_target;
 use memenc::capi::probe::*;
 use memenc::negotiate::{
-    MEM_ENC_LAUNCH_REQUEST_SIZE_VER0, MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0, mem_enc_launch_request,
-    mem_enc_launch_settings, mem_enc_negotiation,
+    self, MEM_ENC_LAUNCH_REQUEST_SIZE_VER0, MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0,
+    MEM_ENC_SNP_POLICY_RSVD_MBO, Refusal, mem_enc_launch_request, mem_enc_launch_settings,
 };
 use memenc::probe::{MEM_ENC_CAPS_SIZE_MAX, MEM_ENC_CAPS_SIZE_VER0, mem_enc_caps};
 use memenc_fuzz::{Bytes, is_neg_errno};
@@ -56,60 +61,105 @@ fn call(c: &Call) -> Answer {
     } else {
         c.caps.as_ptr().cast::<mem_enc_caps>()
     };
-    let level_out = size_of::<mem_enc_negotiation>();
-    let out_len = if c.export % 6 == 5 {
-        c.out_size
-    } else {
-        level_out
-    };
-    let mut out = vec![FILL; out_len + SLACK];
+    let mut out = vec![FILL; c.out_size + SLACK];
     let mut msg = vec![FILL; c.msg_len + SLACK];
-    let o = out.as_mut_ptr();
     // SAFETY: `caps` is NULL or `c.caps.len()` readable bytes (the size passed); `out` has at
-    // least the size passed (levels: a whole struct mem_enc_negotiation); likewise req and msg.
+    // least the size passed; likewise req and msg.
     let r = unsafe {
-        match c.export % 6 {
-            0 => mem_enc_negotiate_vm_type(caps, c.caps.len(), c.accept, o.cast()),
-            1 => mem_enc_negotiate_vmsa_features(
-                caps,
-                c.caps.len(),
-                c.accept,
-                c.required,
-                c.optional,
-                o.cast(),
-            ),
-            2 => mem_enc_negotiate_snp_policy(caps, c.caps.len(), c.required, c.optional, o.cast()),
-            3 => mem_enc_negotiate_tdx_attributes(
-                caps,
-                c.caps.len(),
-                c.required,
-                c.optional,
-                o.cast(),
-            ),
-            4 => mem_enc_negotiate_tdx_xfam(caps, c.caps.len(), c.required, c.optional, o.cast()),
-            _ => mem_enc_negotiate_launch(
-                caps,
-                c.caps.len(),
-                if c.null_req {
-                    core::ptr::null()
-                } else {
-                    c.req.as_ptr().cast::<mem_enc_launch_request>()
-                },
-                c.req.len(),
-                o.cast::<mem_enc_launch_settings>(),
-                c.out_size,
-                if c.null_msg {
-                    core::ptr::null_mut()
-                } else {
-                    msg.as_mut_ptr().cast::<c_char>()
-                },
-                c.msg_len,
-            ),
-        }
+        mem_enc_negotiate_launch(
+            caps,
+            c.caps.len(),
+            if c.null_req {
+                core::ptr::null()
+            } else {
+                c.req.as_ptr().cast::<mem_enc_launch_request>()
+            },
+            c.req.len(),
+            out.as_mut_ptr().cast::<mem_enc_launch_settings>(),
+            c.out_size,
+            if c.null_msg {
+                core::ptr::null_mut()
+            } else {
+                msg.as_mut_ptr().cast::<c_char>()
+            },
+            c.msg_len,
+        )
     };
     Answer { r, out, msg }
 }
 
+/// A level's answer: the granted bits (vm_type: the chosen type's bit, as the 0.1 level export
+/// reported it) or the refusal.
+fn level(c: &Call, caps: &mem_enc_caps) -> Result<u64, Refusal> {
+    match c.export % 6 {
+        0 => negotiate::vm_type(caps, c.accept).map(|v| 1u64.checked_shl(v.vm_type).unwrap_or(0)),
+        1 => negotiate::vmsa_features(caps, c.accept, c.required, c.optional).map(|g| g.granted),
+        2 => negotiate::snp_policy(caps, c.required, c.optional).map(|g| g.granted),
+        3 => negotiate::tdx_attributes(caps, c.required, c.optional).map(|g| g.granted),
+        _ => negotiate::tdx_xfam(caps, c.required, c.optional).map(|g| g.granted),
+    }
+}
+
+/// The level part: the caps as the library would read them (refused ones: nothing to ask).
+fn check_level(c: &Call) {
+    let own = size_of::<mem_enc_caps>();
+    let caps = if c.null_caps {
+        match memenc::probe::probe_default() {
+            Ok(caps) => caps,
+            Err(_) => return, // no /dev/kvm here
+        }
+    } else {
+        if struct_refusal(c.caps, MEM_ENC_CAPS_SIZE_VER0 as usize, own).is_some() {
+            return;
+        }
+        // SAFETY: `normalised` is exactly one whole struct's bytes, and every bit pattern is
+        // a valid mem_enc_caps (plain integers), as the C export read them.
+        unsafe { core::ptr::read_unaligned(normalised(c.caps, own).as_ptr().cast()) }
+    };
+    let export = c.export % 6;
+    let a = level(c, &caps);
+    match &a {
+        Ok(granted) if export == 0 => assert_eq!(
+            granted & u64::from(c.accept),
+            *granted,
+            "vm_type: a type not accepted"
+        ),
+        Ok(granted) => {
+            assert_eq!(
+                granted & c.required,
+                c.required,
+                "level {export}: a required bit dropped"
+            );
+            let mbo = if export == 2 {
+                MEM_ENC_SNP_POLICY_RSVD_MBO
+            } else {
+                0
+            };
+            let extra = granted & !(c.required | c.optional);
+            assert_eq!(
+                extra & !mbo,
+                0,
+                "level {export}: granted {extra:#x}, not asked for"
+            );
+        }
+        Err(r) => {
+            assert!(
+                [libc::EINVAL, libc::EOPNOTSUPP].contains(&r.errno.0),
+                "level {export}: refusal {:?}",
+                r.errno
+            );
+            assert!(
+                !r.message.is_empty(),
+                "level {export}: a refusal without a reason"
+            );
+        }
+    }
+    assert_eq!(
+        level(c, &caps),
+        a,
+        "level {export}: a different answer when asked again"
+    );
+}
 /// The caller's struct as the library must read it: the known prefix, zero-extended.
 fn normalised(bytes: &[u8], own: usize) -> Vec<u8> {
     let mut v = vec![0u8; own];
@@ -160,16 +210,18 @@ fuzz_target!(|data: &[u8]| {
         msg_len,
         null_msg: ptr_flags & 4 != 0,
     };
+    if export % 6 != 5 {
+        check_level(&c);
+        return;
+    }
     let a = call(&c);
-    let launch = export % 6 == 5;
     let out_len = a.out.len() - SLACK;
 
     // Documented values only.
     let documented = [0, -libc::EINVAL, -libc::E2BIG, -libc::EOPNOTSUPP];
     assert!(
         documented.contains(&a.r) || (c.null_caps && is_neg_errno(a.r)),
-        "export {} returned {}",
-        export % 6,
+        "mem_enc_negotiate_launch returned {}",
         a.r
     );
     // Never past the sizes passed.
@@ -181,7 +233,7 @@ fuzz_target!(|data: &[u8]| {
         a.msg[c.msg_len..].iter().all(|&b| b == FILL),
         "wrote past msg_len"
     );
-    if c.null_msg || !launch {
+    if c.null_msg {
         assert!(
             a.msg.iter().all(|&b| b == FILL),
             "wrote to a message buffer not passed"
@@ -193,22 +245,20 @@ fuzz_target!(|data: &[u8]| {
     // Every refusal that applies; when several do, the order of the checks is the library's
     // choice, so any of them is accepted.
     let mut refusals = Vec::new();
-    if launch {
-        if out_len < MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 as usize {
-            refusals.push(-libc::EINVAL);
-        }
-        if out_len > MEM_ENC_CAPS_SIZE_MAX as usize {
-            refusals.push(-libc::E2BIG);
-        }
-        if c.null_req {
-            refusals.push(-libc::EINVAL);
-        } else {
-            refusals.extend(struct_refusal(
-                c.req,
-                MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize,
-                size_of::<mem_enc_launch_request>(),
-            ));
-        }
+    if out_len < MEM_ENC_LAUNCH_SETTINGS_SIZE_VER0 as usize {
+        refusals.push(-libc::EINVAL);
+    }
+    if out_len > MEM_ENC_CAPS_SIZE_MAX as usize {
+        refusals.push(-libc::E2BIG);
+    }
+    if c.null_req {
+        refusals.push(-libc::EINVAL);
+    } else {
+        refusals.extend(struct_refusal(
+            c.req,
+            MEM_ENC_LAUNCH_REQUEST_SIZE_VER0 as usize,
+            size_of::<mem_enc_launch_request>(),
+        ));
     }
     if !c.null_caps {
         refusals.extend(struct_refusal(
@@ -220,8 +270,7 @@ fuzz_target!(|data: &[u8]| {
     if !refusals.is_empty() {
         assert!(
             refusals.contains(&a.r),
-            "export {}: returned {}, expected one of {refusals:?}",
-            export % 6,
+            "mem_enc_negotiate_launch returned {}, expected one of {refusals:?}",
             a.r
         );
         assert!(a.out.iter().all(|&b| b == FILL), "a refused call wrote out");
@@ -232,26 +281,14 @@ fuzz_target!(|data: &[u8]| {
         return; // the host probe itself failed (no /dev/kvm): nothing was written.
     }
 
-    if launch {
-        if a.r != 0 {
-            assert!(a.out.iter().all(|&b| b == FILL), "out written on a refusal");
-        }
-        if !c.null_msg && c.msg_len > 0 {
-            assert!(
-                a.msg[..c.msg_len].contains(&0),
-                "message not NUL-terminated"
-            );
-        }
-    } else {
-        // SAFETY: the buffer holds a whole struct mem_enc_negotiation written by the call.
-        let n: mem_enc_negotiation = unsafe { core::ptr::read_unaligned(a.out.as_ptr().cast()) };
-        assert!(n.message.contains(&0), "level message not NUL-terminated");
-        assert_eq!(n.reserved, 0);
-        if a.r == 0 {
-            assert_eq!(n.missing, 0);
-        } else {
-            assert_eq!(n.granted, 0);
-        }
+    if a.r != 0 {
+        assert!(a.out.iter().all(|&b| b == FILL), "out written on a refusal");
+    }
+    if !c.null_msg && c.msg_len > 0 {
+        assert!(
+            a.msg[..c.msg_len].contains(&0),
+            "message not NUL-terminated"
+        );
     }
 
     // Same answer for the normalised caps and request, and when asked again.

@@ -177,11 +177,12 @@ pub mod sim {
     use std::sync::Once;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use memenc::capi::mem::*;
     use memenc::capi::sev::*;
-    use memenc_sim::compat::*;
     use memenc::capi::snp::*;
     use memenc::capi::tdx::*;
+    use memenc::helpers::mem::{self, MemRegion2};
+    use memenc_sim::compat::*;
+    use std::os::fd::{AsFd, BorrowedFd, IntoRawFd};
 
     pub const PAGE: usize = 4096;
 
@@ -347,30 +348,31 @@ pub mod sim {
             fd
         }
 
-        /// A guest_memfd-backed memslot over the whole guest area at GPA 0, all private.
+        /// A guest_memfd-backed memslot over the whole guest area at GPA 0, all private: the
+        /// VMM's own KVM ioctls (memenc 0.2 has no memslot exports), through memenc's Rust
+        /// helpers, which route simulated descriptors to the model.
         pub fn private_memory(&mut self) -> i32 {
             let size = (GUEST_PAGES * PAGE) as u64;
-            let g = mem_enc_mem_create_guest_memfd(self.vm.0, size, 0);
-            if g < 0 {
-                return g;
+            // SAFETY: the World owns the VM descriptor for longer than this call.
+            let vm = unsafe { BorrowedFd::borrow_raw(self.vm.0) };
+            let r = mem::create_guest_memfd(vm, size, 0).and_then(|g| {
+                let region = MemRegion2 {
+                    slot: self.gmem.len() as u32,
+                    flags: 0,
+                    guest_phys_addr: 0,
+                    memory_size: size,
+                    userspace_addr: self.guest.base as u64,
+                    guest_memfd: Some(g.as_fd()),
+                    guest_memfd_offset: 0,
+                };
+                let r = mem::set_user_memory_region2(vm, &region);
+                self.gmem.push(Owned(g.into_raw_fd()));
+                r
+            });
+            match r.and_then(|()| mem::set_private(vm, 0, size, true)) {
+                Ok(()) => 0,
+                Err(e) => -e.errno.0,
             }
-            self.gmem.push(Owned(g));
-            let region = mem_enc_mem_region_args {
-                slot: self.gmem.len() as u32 - 1,
-                flags: 0,
-                guest_phys_addr: 0,
-                memory_size: size,
-                userspace_addr: self.guest.base.cast(),
-                guest_memfd_offset: 0,
-                guest_memfd: g,
-                reserved: 0,
-            };
-            // SAFETY: `region` is valid for its size.
-            let r = unsafe { mem_enc_mem_set_user_memory_region2(self.vm.0, &region, 48) };
-            if r < 0 {
-                return r;
-            }
-            mem_enc_mem_set_private(self.vm.0, 0, size, 1)
         }
 
         /// Advances the launch `stage` steps (0: none; 1: INIT/INIT2/INIT_VM; 2: LAUNCH_START
@@ -409,7 +411,14 @@ pub mod sim {
                             };
                             mem_enc_sev_init2(vm, &a, 16, &mut fw)
                         }
-                        (1, false, false) => mem_enc_sev_es_init(vm, &mut fw),
+                        // The parameterless ES_INIT: mem_enc_op with RETRY (0.2).
+                        (1, false, false) => {
+                            let mut c = memenc::mem_enc_cmd {
+                                flags: memenc::MEM_ENC_FLAG_RETRY,
+                                ..memenc::mem_enc_cmd::new(memenc::uapi::sev_id::ES_INIT, 0)
+                            };
+                            memenc::capi::op::mem_enc_op(vm, &mut c)
+                        }
                         (2, true, _) => {
                             let v = self.add_vcpu(0);
                             if v >= 0 {
@@ -449,6 +458,19 @@ pub mod sim {
                 // A failed step is part of the state under test, not an error of the harness.
                 let _ = r;
             }
+        }
+    }
+
+    /// A plain KVM ioctl as a VMM issues it, through memenc's host layer (which routes the
+    /// simulated descriptors to the model): its value or -errno.
+    ///
+    /// # Safety
+    /// `arg` is what `request` takes (the model and the kernel check the addresses in it).
+    pub unsafe fn ioctl(fd: RawFd, request: u64, arg: u64) -> i32 {
+        // SAFETY: forwarded caller contract.
+        match unsafe { memenc::host::ioctl(fd, request, arg) } {
+            Ok(v) => v,
+            Err(e) => -e.0,
         }
     }
 

@@ -41,26 +41,42 @@ fn probe(fd: i32) -> Result<mem_enc_caps, i32> {
     }
 }
 
-/// A level's answer in comparable form.
+/// A negotiation level's answer (`memenc::negotiate`, the per-level C exports' core), or the
+/// probe's error when there were no capabilities to negotiate on.
 #[derive(Debug, PartialEq, Eq)]
-struct Level {
-    ret: i32,
-    granted: u64,
-    missing: u64,
-    vm_type: u32,
-    init_path: u32,
-    message: Vec<u8>,
+enum Level {
+    NoCaps(memenc::Errno),
+    VmType(Result<VmChoice, Refusal>),
+    Bits(Result<Grant, Refusal>),
 }
 
-fn level(ret: i32, n: &mem_enc_negotiation) -> Level {
-    Level {
-        ret,
-        granted: n.granted,
-        missing: n.missing,
-        vm_type: n.vm_type,
-        init_path: n.init_path,
-        message: n.message.iter().map(|&c| c as u8).collect(),
-    }
+/// `mem_enc_negotiate_launch()`'s answer: return value, settings, message.
+type Launch = (i32, mem_enc_launch_settings, Vec<u8>);
+
+/// `mem_enc_negotiate_launch()` on `caps` (NULL: the cached probe of /dev/kvm) for every
+/// confidential VM type, DEBUG_SWAP optional.
+fn negotiate_launch(caps: *const mem_enc_caps) -> Launch {
+    let req = mem_enc_launch_request {
+        accept_vm_types: MEM_ENC_VM_TYPES_CONFIDENTIAL,
+        vmsa_features_optional: MEM_ENC_SEV_FEAT_DEBUG_SWAP,
+        ..Default::default()
+    };
+    let mut settings = mem_enc_launch_settings::default();
+    let mut msg = vec![0u8; 512];
+    // SAFETY: caps is NULL or a whole struct; every other pointer has the size passed with it.
+    let r = unsafe {
+        mem_enc_negotiate_launch(
+            caps,
+            size_of::<mem_enc_caps>(),
+            &req,
+            size_of::<mem_enc_launch_request>(),
+            &mut settings,
+            size_of::<mem_enc_launch_settings>(),
+            msg.as_mut_ptr().cast(),
+            msg.len(),
+        )
+    };
+    (r, settings, msg)
 }
 
 /// Everything one thread observes in one round.
@@ -69,7 +85,8 @@ struct Observed {
     probe_default: Result<mem_enc_caps, i32>,
     probe_own_fd: Option<Result<mem_enc_caps, i32>>,
     levels: Vec<Level>,
-    launch: (i32, mem_enc_launch_settings, Vec<u8>),
+    /// On the simulated SNP host's probe, and (with /dev/kvm) on NULL: the cached host probe.
+    launch: Vec<Launch>,
     /// (descriptor kind, id, flags) -> (return value, status bytes).
     ops: Vec<(&'static str, u32, u32, i32, u64)>,
     /// Simulated launches: (profile, every helper's return value, launch digest).
@@ -82,7 +99,8 @@ mod sim_util;
 use memenc::capi::sev::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
-use sim_util::{Mem, gpaw48, new_vm, private_slot, sev_dev, td_init_args, vcpu};
+use memenc::uapi::{sev_id, tdx_id};
+use sim_util::{Mem, gpaw48, new_vm, op_retry, private_slot, sev_dev, td_init_args, vcpu};
 
 const PAGE: usize = 4096;
 
@@ -115,7 +133,7 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
             session_len: 0,
         };
         let rs = vec![
-            mem_enc_sev_init(vm.0, &mut fw),
+            op_retry(vm.0, sev_id::INIT).0,
             mem_enc_sev_launch_start(vm.0, sev.0, &start, 40, core::ptr::null_mut(), &mut fw),
             mem_enc_sev_launch_update_data(vm.0, img.addr as *mut _, 2 * PAGE, &mut fw),
         ];
@@ -140,7 +158,7 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
             src: img.addr as *mut _,
             len: 4 * PAGE as u64,
             page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
-            reserved: 0,
+            retry_limit: 0,
         };
         let finish = mem_enc_snp_launch_finish_args {
             id_block: core::ptr::null(),
@@ -178,7 +196,7 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
             gpa: 2 * PAGE as u64,
             nr_pages: 4,
             flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
-            reserved: 0,
+            retry_limit: 0,
         };
         rs.push(mem_enc_tdx_init_mem_region(
             v.0,
@@ -187,7 +205,7 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
             &mut reached,
             &mut hw,
         ));
-        rs.push(mem_enc_tdx_finalize_vm(vm.0, &mut hw));
+        rs.push(op_retry(vm.0, tdx_id::FINALIZE_VM).0);
         out.push(("tdx@6.19", rs, sim_util::digest(&vm).unwrap_or_default()));
     }
     out
@@ -196,65 +214,37 @@ fn sim_launches() -> Vec<(&'static str, Vec<i32>, Vec<u8>)> {
 fn workload(kvm: bool) -> Observed {
     // The simulated snp@6.11 host's probe, so the success paths of negotiation run everywhere.
     let snp = sim_util::probed("snp@6.11");
-    let caps_size = size_of::<mem_enc_caps>();
     let mut levels = Vec::new();
     let all = MEM_ENC_VM_TYPES_CONFIDENTIAL;
-    // Host capabilities (NULL: the cached probe) and the simulated SNP host's.
-    let sources: Vec<*const mem_enc_caps> = if kvm {
-        vec![core::ptr::null(), &snp]
-    } else {
-        vec![&snp]
-    };
-    for &caps in &sources {
-        let mut n = mem_enc_negotiation::default();
-        // SAFETY: caps is NULL or a whole struct; `n` is writable.
-        let r = unsafe { mem_enc_negotiate_vm_type(caps, caps_size, all, &mut n) };
-        levels.push(level(r, &n));
-        // SAFETY: as above.
-        let r = unsafe {
-            mem_enc_negotiate_vmsa_features(
-                caps,
-                caps_size,
-                MEM_ENC_VM_TYPE_SNP,
-                0,
-                MEM_ENC_SEV_FEAT_DEBUG_SWAP,
-                &mut n,
-            )
-        };
-        levels.push(level(r, &n));
-        // SAFETY: as above.
-        let r = unsafe {
-            mem_enc_negotiate_snp_policy(caps, caps_size, 0, MEM_ENC_SNP_POLICY_SMT, &mut n)
-        };
-        levels.push(level(r, &n));
-        // SAFETY: as above.
-        let r = unsafe { mem_enc_negotiate_tdx_attributes(caps, caps_size, 0, 1, &mut n) };
-        levels.push(level(r, &n));
-        // SAFETY: as above.
-        let r = unsafe { mem_enc_negotiate_tdx_xfam(caps, caps_size, 0, 3, &mut n) };
-        levels.push(level(r, &n));
+    // Host capabilities (the cached probe) and the simulated SNP host's.
+    let mut sources = Vec::new();
+    if kvm {
+        sources.push(memenc::probe::probe_default());
     }
-    let req = mem_enc_launch_request {
-        accept_vm_types: all,
-        vmsa_features_optional: MEM_ENC_SEV_FEAT_DEBUG_SWAP,
-        ..Default::default()
-    };
-    let mut settings = mem_enc_launch_settings::default();
-    let mut msg = vec![0u8; 512];
-    // SAFETY: every pointer has the size passed with it.
-    let r = unsafe {
-        mem_enc_negotiate_launch(
-            &snp,
-            caps_size,
-            &req,
-            size_of::<mem_enc_launch_request>(),
-            &mut settings,
-            size_of::<mem_enc_launch_settings>(),
-            msg.as_mut_ptr().cast(),
-            msg.len(),
-        )
-    };
-    let launch = (r, settings, msg);
+    sources.push(Ok(snp));
+    for caps in &sources {
+        let caps = match caps {
+            Ok(c) => c,
+            Err(e) => {
+                levels.push(Level::NoCaps(*e));
+                continue;
+            }
+        };
+        levels.push(Level::VmType(memenc::negotiate::vm_type(caps, all)));
+        levels.push(Level::Bits(vmsa_features(
+            caps,
+            MEM_ENC_VM_TYPE_SNP,
+            0,
+            MEM_ENC_SEV_FEAT_DEBUG_SWAP,
+        )));
+        levels.push(Level::Bits(snp_policy(caps, 0, MEM_ENC_SNP_POLICY_SMT)));
+        levels.push(Level::Bits(tdx_attributes(caps, 0, 1)));
+        levels.push(Level::Bits(tdx_xfam(caps, 0, 3)));
+    }
+    let mut launch = vec![negotiate_launch(&snp)];
+    if kvm {
+        launch.push(negotiate_launch(core::ptr::null()));
+    }
 
     let mut ops = Vec::new();
     let mut probe_own_fd = None;
@@ -340,16 +330,7 @@ fn eight_threads_agree_with_one() {
 /// probe and NULL-caps negotiation answer the same as the parent's.
 fn fork_and_compare(invalidate_first: bool) {
     let expected = probe(-1).unwrap();
-    let mut expected_level = mem_enc_negotiation::default();
-    // SAFETY: NULL caps (cached probe) and a writable out struct.
-    let expected_ret = unsafe {
-        mem_enc_negotiate_vm_type(
-            core::ptr::null(),
-            0,
-            MEM_ENC_VM_TYPES_CONFIDENTIAL,
-            &mut expected_level,
-        )
-    };
+    let expected_launch = negotiate_launch(core::ptr::null());
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for i in 0..7 {
@@ -374,17 +355,7 @@ fn fork_and_compare(invalidate_first: bool) {
         if pid == 0 {
             let code = match probe(-1) {
                 Ok(c) if c == expected => {
-                    let mut n = mem_enc_negotiation::default();
-                    // SAFETY: as in the parent.
-                    let r = unsafe {
-                        mem_enc_negotiate_vm_type(
-                            core::ptr::null(),
-                            0,
-                            MEM_ENC_VM_TYPES_CONFIDENTIAL,
-                            &mut n,
-                        )
-                    };
-                    if r == expected_ret && level(r, &n) == level(expected_ret, &expected_level) {
+                    if negotiate_launch(core::ptr::null()) == expected_launch {
                         0
                     } else {
                         12

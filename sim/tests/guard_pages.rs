@@ -15,7 +15,7 @@ use memenc::capi::op::mem_enc_op;
 use memenc::capi::probe::*;
 use memenc::negotiate::*;
 use memenc::probe::*;
-use memenc::{MEM_ENC_FLAG_CONTINUE, Vendor, mem_enc_cmd};
+use memenc::{MEM_ENC_FLAG_CONTINUE, MEM_ENC_FLAG_RETRY, Vendor, mem_enc_cmd};
 
 // ---------------------------------------------------------------------------------------------
 // The guard-page allocator.
@@ -355,125 +355,54 @@ fn probe_caps_against_guard_pages() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The negotiation levels: caps (VER0..MAX) in, struct mem_enc_negotiation out.
-
-/// Runs one level with caps at both sizes, guarded; returns (ret, negotiation) per size.
-fn level_guarded(
-    what: &str,
-    caps: &mem_enc_caps,
-    level: impl Fn(*const mem_enc_caps, usize, *mut mem_enc_negotiation) -> i32,
-) -> Vec<(i32, mem_enc_negotiation)> {
-    let out_len = size_of::<mem_enc_negotiation>();
-    CAPS_SIZES
-        .iter()
-        .map(|&size| {
-            let init = [bytes_of(caps, size as usize), vec![0xA5; out_len]];
-            let r = guarded(what, &init, |p| {
-                i64::from(level(p[0].cast_const().cast(), size as usize, p[1].cast()))
-            });
-            assert_eq!(r.bufs[0], init[0], "{what}: caps were modified");
-            (r.ret as i32, read_as(&r.bufs[1]))
-        })
-        .collect()
-}
+// The negotiation levels. Their C exports (and `struct mem_enc_negotiation`) went in 0.2, so
+// no caller buffer is left to guard; what each level grants on the simulated hosts' probes is
+// checked on `memenc::negotiate`, the core `mem_enc_negotiate_launch()` runs.
 
 #[test]
-fn negotiation_levels_against_guard_pages() {
+fn negotiation_levels_grant_what_the_simulated_hosts_have() {
     let snp = snp_host();
     let tdx = tdx_host();
     let all = MEM_ENC_VM_TYPES_CONFIDENTIAL;
 
-    // SAFETY (all closures below): the pointers come from `guarded` with the sizes passed; the
-    // out buffer is a whole struct mem_enc_negotiation.
-    let vm_type = |caps: &mem_enc_caps| {
-        level_guarded("vm_type", caps, |c, s, o| unsafe {
-            mem_enc_negotiate_vm_type(c, s, all, o)
-        })
-    };
-    for (r, n) in vm_type(&snp) {
-        assert_eq!(r, 0);
-        assert_eq!(n.vm_type, MEM_ENC_VM_TYPE_SNP);
-        assert_eq!(n.init_path, MEM_ENC_INIT_SEV_INIT2);
-    }
-    for (r, n) in vm_type(&tdx) {
-        assert_eq!(r, 0);
-        assert_eq!(n.vm_type, MEM_ENC_VM_TYPE_TDX);
-    }
+    let c = vm_type(&snp, all).unwrap();
+    assert_eq!(c.vm_type, MEM_ENC_VM_TYPE_SNP);
+    assert_eq!(c.init_path, MEM_ENC_INIT_SEV_INIT2);
+    assert_eq!(vm_type(&tdx, all).unwrap().vm_type, MEM_ENC_VM_TYPE_TDX);
 
-    let vmsa = level_guarded("vmsa_features", &snp, |c, s, o| unsafe {
-        mem_enc_negotiate_vmsa_features(
-            c,
-            s,
-            MEM_ENC_VM_TYPE_SNP,
-            MEM_ENC_SEV_FEAT_DEBUG_SWAP,
-            MEM_ENC_SEV_FEAT_SECURE_TSC,
-            o,
-        )
-    });
-    for (r, n) in vmsa {
-        assert_eq!((r, n.granted), (0, MEM_ENC_SEV_FEAT_DEBUG_SWAP));
-    }
-    // A refusal writes the reason.
-    let refused = level_guarded("vmsa_features refused", &snp, |c, s, o| unsafe {
-        mem_enc_negotiate_vmsa_features(
-            c,
-            s,
-            MEM_ENC_VM_TYPE_SNP,
-            MEM_ENC_SEV_FEAT_SECURE_TSC,
-            0,
-            o,
-        )
-    });
-    for (r, n) in refused {
-        assert_eq!(
-            (r, n.missing),
-            (-libc::EOPNOTSUPP, MEM_ENC_SEV_FEAT_SECURE_TSC)
-        );
-        assert!(message(&bytes_of(&n.message, n.message.len())).contains("SECURE_TSC"));
-    }
-
-    let policy = level_guarded("snp_policy", &snp, |c, s, o| unsafe {
-        mem_enc_negotiate_snp_policy(c, s, 0, MEM_ENC_SNP_POLICY_SMT, o)
-    });
-    for (r, n) in policy {
-        assert_eq!(r, 0);
-        assert_eq!(
-            n.granted & MEM_ENC_SNP_POLICY_RSVD_MBO,
-            MEM_ENC_SNP_POLICY_RSVD_MBO
-        );
-    }
-    let attrs = level_guarded("tdx_attributes", &tdx, |c, s, o| unsafe {
-        mem_enc_negotiate_tdx_attributes(c, s, MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE, 0, o)
-    });
-    for (r, n) in attrs {
-        assert_eq!((r, n.granted), (0, MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE));
-    }
-    let xfam = level_guarded("tdx_xfam", &tdx, |c, s, o| unsafe {
-        mem_enc_negotiate_tdx_xfam(c, s, 0x3, 0, o)
-    });
-    for (r, n) in xfam {
-        assert_eq!((r, n.granted), (0, 0x3));
-    }
-    // SNP-only levels on a TDX host are refused with a reason, not a crash.
-    let wrong = level_guarded("snp_policy on TDX", &tdx, |c, s, o| unsafe {
-        mem_enc_negotiate_snp_policy(c, s, 0, 0, o)
-    });
-    for (r, _) in wrong {
-        assert_eq!(r, -libc::EOPNOTSUPP);
-    }
-
-    // A caps struct one byte short is refused before `out` is touched.
-    let r = guarded(
-        "vm_type, caps VER0-1",
-        &[
-            bytes_of(&snp, 191),
-            vec![0xA5; size_of::<mem_enc_negotiation>()],
-        ],
-        // SAFETY: sizes as passed.
-        |p| i64::from(unsafe { mem_enc_negotiate_vm_type(p[0].cast(), 191, all, p[1].cast()) }),
+    let g = vmsa_features(
+        &snp,
+        MEM_ENC_VM_TYPE_SNP,
+        MEM_ENC_SEV_FEAT_DEBUG_SWAP,
+        MEM_ENC_SEV_FEAT_SECURE_TSC,
+    )
+    .unwrap();
+    assert_eq!(g.granted, MEM_ENC_SEV_FEAT_DEBUG_SWAP);
+    // A refusal says why.
+    let refused =
+        vmsa_features(&snp, MEM_ENC_VM_TYPE_SNP, MEM_ENC_SEV_FEAT_SECURE_TSC, 0).unwrap_err();
+    assert_eq!(
+        (refused.errno.0, refused.missing),
+        (libc::EOPNOTSUPP, MEM_ENC_SEV_FEAT_SECURE_TSC)
     );
-    assert_eq!(r.ret, -libc::EINVAL as i64);
-    assert!(r.bufs[1].iter().all(|&b| b == 0xA5));
+    assert!(
+        refused.message.contains("SECURE_TSC"),
+        "{}",
+        refused.message
+    );
+
+    let policy = snp_policy(&snp, 0, MEM_ENC_SNP_POLICY_SMT).unwrap();
+    assert_eq!(
+        policy.granted & MEM_ENC_SNP_POLICY_RSVD_MBO,
+        MEM_ENC_SNP_POLICY_RSVD_MBO
+    );
+    let attrs = tdx_attributes(&tdx, MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE, 0).unwrap();
+    assert_eq!(attrs.granted, MEM_ENC_TDX_ATTR_SEPT_VE_DISABLE);
+    assert_eq!(tdx_xfam(&tdx, 0x3, 0).unwrap().granted, 0x3);
+    // SNP-only levels on a TDX host are refused with a reason, not a crash.
+    let wrong = snp_policy(&tdx, 0, 0).unwrap_err();
+    assert_eq!(wrong.errno.0, libc::EOPNOTSUPP);
+    assert!(!wrong.message.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,6 +486,30 @@ fn launch_negotiation_against_guard_pages() {
     });
     assert_eq!(r.ret, -libc::EINVAL as i64);
     assert_eq!(r.bufs[2..], init[2..]);
+    // The same for a caps struct one byte short.
+    let init = [
+        bytes_of(&snp, 191),
+        bytes_of(&req, 72),
+        vec![0xA5; 56],
+        vec![0xA5; 64],
+    ];
+    let r = guarded("launch, caps VER0-1", &init, |p| {
+        // SAFETY: every pointer has the size passed with it.
+        i64::from(unsafe {
+            mem_enc_negotiate_launch(
+                p[0].cast_const().cast(),
+                191,
+                p[1].cast_const().cast(),
+                72,
+                p[2].cast(),
+                56,
+                p[3].cast::<c_char>(),
+                64,
+            )
+        })
+    });
+    assert_eq!(r.ret, -libc::EINVAL as i64);
+    assert_eq!(r.bufs[2..], init[2..]);
 }
 
 /// The harness itself: a call told one byte more than its buffer holds must fault at the tail
@@ -571,10 +524,25 @@ fn an_overrun_of_one_byte_faults() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        let mut out = mem_enc_negotiation::default();
+        let req = mem_enc_launch_request {
+            accept_vm_types: 1 << MEM_ENC_VM_TYPE_SNP,
+            ..Default::default()
+        };
+        let mut out = mem_enc_launch_settings::default();
         // SAFETY: deliberately wrong: 193 is passed for a 192-byte buffer (the 193rd byte is
-        // the guard page), to show the guard faults.
-        let _ = unsafe { mem_enc_negotiate_vm_type(p.cast(), 193, 1 << 4, &mut out) };
+        // the guard page), to show the guard faults; the other pointers are whole structs.
+        let _ = unsafe {
+            mem_enc_negotiate_launch(
+                p.cast(),
+                193,
+                &req,
+                size_of_val(&req),
+                &mut out,
+                size_of_val(&out),
+                core::ptr::null_mut(),
+                0,
+            )
+        };
         // SAFETY: leaving the child at once.
         unsafe { libc::_exit(0) };
     }
@@ -603,8 +571,9 @@ use memenc::capi::mem::*;
 use memenc::capi::sev::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
+use memenc::uapi::{sev_id, tdx_id};
 use memenc_sim::compat::*;
-use sim_util::{Fd, Mem, gpaw48, new_vm, sev_dev, td_init_args, vcpu};
+use sim_util::{Fd, Mem, gpaw48, new_vm, op_retry, sev_dev, td_init_args, vcpu};
 
 const PAGE: usize = 4096;
 /// The largest argument-struct size a caller may pass (a page; above it: -E2BIG).
@@ -656,14 +625,10 @@ fn sev_started(es: bool, policy: u32) -> (Fd, Fd, Mem) {
         session: core::ptr::null(),
         session_len: 0,
     };
+    let init = if es { sev_id::ES_INIT } else { sev_id::INIT };
+    assert_eq!(op_retry(vm.0, init).0, 0);
     // SAFETY (whole block): every pointer is valid for its size.
     unsafe {
-        let r = if es {
-            mem_enc_sev_es_init(vm.0, &mut fw)
-        } else {
-            mem_enc_sev_init(vm.0, &mut fw)
-        };
-        assert_eq!(r, 0);
         assert_eq!(
             mem_enc_sev_launch_start(vm.0, sev.0, &start, 40, core::ptr::null_mut(), &mut fw),
             0
@@ -690,8 +655,8 @@ fn sev_running(policy: u32) -> (Fd, Fd, Mem) {
             mem_enc_sev_launch_measure(vm.0, m.as_mut_ptr(), &mut len, &mut fw),
             0
         );
-        assert_eq!(mem_enc_sev_launch_finish(vm.0, &mut fw), 0);
     }
+    assert_eq!(op_retry(vm.0, sev_id::LAUNCH_FINISH).0, 0);
     (vm, sev, image)
 }
 
@@ -743,6 +708,31 @@ fn td(ready: bool) -> (Fd, Option<Fd>, Option<(Mem, Fd)>) {
     (vm, Some(v), Some((backing, gmem)))
 }
 
+/// A parameterless sub-command as VMMs issue it since 0.2, `mem_enc_op()` with
+/// MEM_ENC_FLAG_RETRY, with its 24-byte command against the guards, on a fresh `state()` whose
+/// VM descriptor `vm_of` gives. The status word is bytes 16..24 of `bufs[0]`.
+fn retry_op_guarded<T>(
+    what: &str,
+    id: u32,
+    state: impl Fn() -> T,
+    vm_of: impl Fn(&T) -> i32,
+) -> Observed {
+    let cmd = mem_enc_cmd {
+        flags: MEM_ENC_FLAG_RETRY,
+        ..mem_enc_cmd::new(id, 0)
+    };
+    guarded(what, &[bytes_of(&cmd, 24)], |p| {
+        let s = state();
+        // SAFETY: p[0] is 24 writable bytes; the command has no parameter struct.
+        i64::from(unsafe { mem_enc_op(vm_of(&s), p[0].cast()) })
+    })
+}
+
+/// The status word of a command [`retry_op_guarded`] observed.
+fn cmd_status(r: &Observed) -> u64 {
+    read_as::<u64>(&r.bufs[0][16..])
+}
+
 /// Asserts the result, and that the firmware status word (the last buffer) holds `fw`.
 fn expect(what: &str, r: &Observed, ret: i32, fw: u32) {
     assert_eq!(r.ret, i64::from(ret), "{what}");
@@ -751,22 +741,22 @@ fn expect(what: &str, r: &Observed, ret: i32, fw: u32) {
 
 #[test]
 fn sev_helpers_against_guard_pages() {
-    // Descriptor-only helpers: the status word is the only buffer.
-    type FdOnly = unsafe extern "C" fn(i32, *mut u32) -> i32;
+    // The parameterless sub-commands (no typed exports since 0.2): mem_enc_op with RETRY, the
+    // command itself against the guards.
     type State = fn() -> (Fd, Fd, Mem);
-    let fd_only: [(&str, FdOnly, State); 7] = [
-        ("sev_init", mem_enc_sev_init, || {
+    let fd_only: [(&str, u32, State); 7] = [
+        ("sev_init", sev_id::INIT, || {
             (new_vm("sev@6.1", 0), Fd(-1), Mem::new(PAGE))
         }),
-        ("sev_es_init", mem_enc_sev_es_init, || {
+        ("sev_es_init", sev_id::ES_INIT, || {
             (new_vm("sev@6.1", 0), Fd(-1), Mem::new(PAGE))
         }),
-        ("launch_update_vmsa", mem_enc_sev_launch_update_vmsa, || {
+        ("launch_update_vmsa", sev_id::LAUNCH_UPDATE_VMSA, || {
             let s = sev_started(true, 0x5);
             vcpu(&s.0, 0).map(std::mem::forget).unwrap();
             s
         }),
-        ("launch_finish", mem_enc_sev_launch_finish, || {
+        ("launch_finish", sev_id::LAUNCH_FINISH, || {
             let s = sev_started(false, 1);
             let (mut m, mut len, mut fw) = ([0u8; 64], 64usize, 0);
             // SAFETY: valid pointers.
@@ -776,26 +766,23 @@ fn sev_helpers_against_guard_pages() {
             );
             s
         }),
-        ("send_finish", mem_enc_sev_send_finish, || sev_running(1)),
-        ("send_cancel", mem_enc_sev_send_cancel, || sev_running(1)),
-        ("receive_finish", mem_enc_sev_receive_finish, || {
-            sev_running(1)
-        }),
+        ("send_finish", sev_id::SEND_FINISH, || sev_running(1)),
+        ("send_cancel", sev_id::SEND_CANCEL, || sev_running(1)),
+        ("receive_finish", sev_id::RECEIVE_FINISH, || sev_running(1)),
     ];
-    for (what, f, state) in fd_only {
-        let r = guarded(what, &[fw_word()], |p| {
-            let (vm, _sev, _mem) = state();
-            // SAFETY: p[0] is 4 writable bytes.
-            i64::from(unsafe { f(vm.0, p[0].cast()) })
-        });
+    for (what, id, state) in fd_only {
+        let r = retry_op_guarded(what, id, state, |s| s.0.0);
+        // The SEV view of the status word: `error`, then the `sev_fd` half (0 here).
+        let (error, sev_fd) = (cmd_status(&r) as u32, cmd_status(&r) >> 32);
+        assert_eq!(sev_fd, 0, "{what}");
         // SEND_FINISH/RECEIVE_FINISH out of order: the firmware's refusal, status written.
         match what {
             "send_finish" | "receive_finish" => {
                 assert_eq!(r.ret, -libc::EIO as i64, "{what}");
-                assert_ne!(u32_at(&r.bufs[0]), 0, "{what}");
+                assert_ne!(error, 0, "{what}");
             }
             "send_cancel" => assert!(r.ret == 0 || r.ret == -libc::EIO as i64, "{what}"),
-            _ => expect(what, &r, 0, 0),
+            _ => assert_eq!((r.ret, error), (0, 0), "{what}"),
         }
     }
 
@@ -834,9 +821,7 @@ fn sev_helpers_against_guard_pages() {
             let r = guarded(&what, &init, |p| {
                 let vm = new_vm("sev@6.1", 0);
                 let sev = sev_dev(&vm);
-                let mut fw = 0;
-                // SAFETY: valid pointer.
-                assert_eq!(unsafe { mem_enc_sev_init(vm.0, &mut fw) }, 0);
+                assert_eq!(op_retry(vm.0, sev_id::INIT).0, 0);
                 set_ptr(p[0], 8, p[1]);
                 set_ptr(p[0], 24, p[2]);
                 let size = init[0].len();
@@ -1185,7 +1170,7 @@ fn snp_helpers_against_guard_pages() {
         src: core::ptr::null_mut(),
         len: 2 * PAGE as u64,
         page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
-        reserved: 0,
+        retry_limit: 0,
     };
     for args in both(&update, 32) {
         let size = args.len();
@@ -1237,12 +1222,17 @@ fn snp_helpers_against_guard_pages() {
             r.ret
         );
     }
-    let r = guarded("snp_enable_req_certs", &[fw_word()], |p| {
-        let (vm, _s, _b, _g) = snp_vm(false);
-        // SAFETY: 4 writable bytes.
-        i64::from(unsafe { mem_enc_snp_enable_req_certs(vm.0, p[0].cast()) })
-    });
-    expect("snp_enable_req_certs", &r, 0, 0);
+    let r = retry_op_guarded(
+        "snp_enable_req_certs",
+        sev_id::SNP_ENABLE_REQ_CERTS,
+        || snp_vm(false),
+        |s| s.0.0,
+    );
+    assert_eq!(
+        (r.ret, cmd_status(&r) as u32),
+        (0, 0),
+        "snp_enable_req_certs"
+    );
 }
 
 fn hw_word() -> Vec<u8> {
@@ -1318,7 +1308,7 @@ fn tdx_helpers_against_guard_pages() {
         gpa: 0,
         nr_pages: 2,
         flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
-        reserved: 0,
+        retry_limit: 0,
     };
     for args in both(&region, 32) {
         let size = args.len();
@@ -1342,12 +1332,13 @@ fn tdx_helpers_against_guard_pages() {
         assert_eq!(r.ret, 0);
         assert_eq!(read_as::<u64>(&r.bufs[2]), 2 * PAGE as u64, "gpa_reached");
     }
-    let r = guarded("tdx_finalize_vm", &[hw_word()], |p| {
-        let (vm, _v, _m) = td(true);
-        // SAFETY: 8 writable bytes.
-        i64::from(unsafe { mem_enc_tdx_finalize_vm(vm.0, p[0].cast()) })
-    });
-    assert_eq!((r.ret, read_as::<u64>(&r.bufs[0])), (0, 0));
+    let r = retry_op_guarded(
+        "tdx_finalize_vm",
+        tdx_id::FINALIZE_VM,
+        || td(true),
+        |s| s.0.0,
+    );
+    assert_eq!((r.ret, cmd_status(&r)), (0, 0), "tdx_finalize_vm");
     let needed = {
         let (_vm, v, _m) = td(true);
         let (mut n, mut hw) = (0u32, 0u64);
@@ -1394,28 +1385,7 @@ fn memory_helpers_against_guard_pages() {
         });
         assert_eq!(r.ret, 0);
     }
-    let region = mem_enc_mem_region_args {
-        slot: 1,
-        flags: 0,
-        guest_phys_addr: 1 << 20,
-        memory_size: PAGE as u64,
-        userspace_addr: core::ptr::null_mut(),
-        guest_memfd_offset: 0,
-        guest_memfd: -1,
-        reserved: 0,
-    };
-    for args in both(&region, 48) {
-        let size = args.len();
-        let r = guarded("set_user_memory_region2", &[args, vec![0; PAGE]], |p| {
-            let vm = new_vm("snp@6.18", MEM_ENC_VM_TYPE_SNP);
-            set_ptr(p[0], 24, p[1]);
-            // SAFETY: p[0] has `size` bytes; the slot's memory is p[1].
-            let r = unsafe { mem_enc_mem_set_user_memory_region2(vm.0, p[0].cast(), size) };
-            set_ptr(p[0], 24, core::ptr::null());
-            i64::from(r)
-        });
-        assert_eq!(r.ret, 0);
-    }
+    // (The memslot exports went in 0.2: KVM_SET_USER_MEMORY_REGION2 is the VMM's own ioctl.)
 }
 
 #[test]

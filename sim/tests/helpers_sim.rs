@@ -8,7 +8,6 @@ use std::ptr::{null, null_mut};
 
 use memenc::Errno;
 use memenc::capi::fwerr::*;
-use memenc::capi::mem::*;
 use memenc::capi::sev::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
@@ -16,7 +15,7 @@ use memenc::fwerr::Stage;
 use memenc::helpers::{mem, snp, tdx};
 use memenc::uapi::{self, sev_id, tdx_id};
 use memenc_sim::inprocess::{self as sim, Effect};
-use sim_util::{gpaw48, td_init_args};
+use sim_util::{gpaw48, op_retry, td_init_args};
 
 mod sim_util;
 
@@ -53,27 +52,11 @@ fn pages(n: usize, fill: u8) -> *mut u8 {
     p.cast()
 }
 
-/// A guest_memfd-backed memslot over `npages` at GPA 0, all private (C API).
+/// A guest_memfd-backed memslot over `npages` at GPA 0, all private (the VMM's own KVM
+/// ioctls; the guest_memfd stays open for the rest of the test).
 fn private_memory(vm: RawFd, npages: usize) {
     let size = (npages * PAGE) as u64;
-    let gmem = mem_enc_mem_create_guest_memfd(vm, size, 0);
-    assert!(gmem >= 0, "guest_memfd: {gmem}");
-    let region = mem_enc_mem_region_args {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: 0,
-        memory_size: size,
-        userspace_addr: pages(npages, 0).cast(),
-        guest_memfd_offset: 0,
-        guest_memfd: gmem,
-        reserved: 0,
-    };
-    // SAFETY: `region` is valid for its size.
-    assert_eq!(
-        unsafe { mem_enc_mem_set_user_memory_region2(vm, &region, 48) },
-        0
-    );
-    assert_eq!(mem_enc_mem_set_private(vm, 0, size, 1), 0);
+    sim_util::private_memory(vm, size, pages(npages, 0) as u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -89,8 +72,8 @@ fn sev_launched(vm: RawFd, sev: RawFd) -> u32 {
     let mut fw = u32::MAX;
     // SAFETY (whole block): every pointer is valid for its stated size.
     unsafe {
-        assert_eq!(mem_enc_sev_init(vm, &mut fw), 0);
-        assert_eq!(fw, 0);
+        let (r, c) = op_retry(vm, sev_id::INIT);
+        assert_eq!((r, c.sev().error), (0, 0));
         let start = mem_enc_sev_start_args {
             handle: 0,
             policy: 0x1,
@@ -164,14 +147,16 @@ fn simulated_sev_launch_measure_and_finish() {
             0
         );
         assert_eq!(state, 2, "SECRET after LAUNCH_MEASURE");
-        assert_eq!(mem_enc_sev_launch_finish(vm, &mut fw), 0);
+        assert_eq!(op_retry(vm, sev_id::LAUNCH_FINISH).0, 0);
         assert_eq!(
             mem_enc_sev_guest_status(vm, null_mut(), null_mut(), &mut state, &mut fw),
             0
         );
         assert_eq!(state, 3, "RUNNING");
         // Out of order: the firmware refuses, and says why.
-        assert_eq!(mem_enc_sev_launch_finish(vm, &mut fw), -libc::EIO);
+        let (r, c) = op_retry(vm, sev_id::LAUNCH_FINISH);
+        fw = c.sev().error;
+        assert_eq!(r, -libc::EIO);
         assert_eq!(mem_enc_last_stage(), MEM_ENC_STAGE_FIRMWARE);
         assert!(
             fw_name(memenc::MEM_ENC_VENDOR_SEV, u64::from(fw))
@@ -223,7 +208,7 @@ fn simulated_sev_send_never_issued_into_a_small_buffer() {
             mem_enc_sev_launch_measure(vm, m.as_mut_ptr(), &mut len, &mut fw),
             0
         );
-        assert_eq!(mem_enc_sev_launch_finish(vm, &mut fw), 0);
+        assert_eq!(op_retry(vm, sev_id::LAUNCH_FINISH).0, 0);
         let pdh = [1u8; 32];
         let args = mem_enc_sev_send_start_args {
             pdh_cert: pdh.as_ptr(),
@@ -311,7 +296,7 @@ fn simulated_sev_send_never_issued_into_a_small_buffer() {
             0,
             "fw_error {fw}"
         );
-        assert_eq!(mem_enc_sev_send_cancel(vm, &mut fw), 0);
+        assert_eq!(op_retry(vm, sev_id::SEND_CANCEL).0, 0);
         assert_eq!(
             mem_enc_sev_guest_status(vm, null_mut(), null_mut(), &mut state, &mut fw),
             0
@@ -373,7 +358,7 @@ fn snp_update(vm: RawFd, sev: RawFd, src: *mut u8) -> (i32, u64, u32) {
         src: src.cast(),
         len: 4 * PAGE as u64,
         page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
-        reserved: 0,
+        retry_limit: 0,
     };
     let (mut reached, mut fw) = (u64::MAX, u32::MAX);
     // SAFETY: valid pointers.
@@ -418,11 +403,7 @@ fn simulated_snp_launch_covers_the_range_exactly_once_under_partial_progress() {
     );
     assert_eq!(fw, 0);
     // Legacy commands are refused on an SNP guest.
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { mem_enc_sev_launch_finish(vm_b, &mut fw) },
-        -libc::EPERM
-    );
+    assert_eq!(op_retry(vm_b, sev_id::LAUNCH_FINISH).0, -libc::EPERM);
 }
 
 #[test]
@@ -473,7 +454,7 @@ fn td(profile: &str) -> RawFd {
 }
 
 fn split_irqchip(vm: RawFd) {
-    assert_eq!(memenc::capi::vm::mem_enc_vm_enable_split_irqchip(vm, 24), 0);
+    assert_eq!(sim_util::split_irqchip(vm, 24), 0);
 }
 
 /// A TD after INIT_VM with one initialised vCPU and private memory: `(vm, vcpu)`.
@@ -588,7 +569,7 @@ fn simulated_tdx_mem_region_survives_signals_and_finalize_retries_busy() {
         gpa: 2 * PAGE as u64,
         nr_pages: 4,
         flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
-        reserved: 0,
+        retry_limit: 0,
     };
     let (vm_a, vcpu_a) = td_ready("tdx@6.19");
     let (mut reached, mut hw) = (0u64, u64::MAX);
@@ -629,9 +610,8 @@ fn simulated_tdx_mem_region_survives_signals_and_finalize_retries_busy() {
 
     // FINALIZE: TDX_OPERAND_BUSY twice, retried.
     sim::inject(vm_b, Effect::Busy, tdx_id::FINALIZE_VM, 1, 2).unwrap();
-    // SAFETY: valid pointer.
-    assert_eq!(unsafe { mem_enc_tdx_finalize_vm(vm_b, &mut hw) }, 0);
-    assert_eq!(hw, 0);
+    let (r, c) = op_retry(vm_b, tdx_id::FINALIZE_VM);
+    assert_eq!((r, c.hw_error()), (0, 0));
     // After FINALIZE every vCPU command is refused.
     assert_eq!(
         tdx::init_mem_region(
@@ -655,20 +635,77 @@ fn simulated_retries_are_bounded() {
     // limit + 1 busy answers: the first issue and `limit` retries all fail.
     let (vm, _) = td_ready("tdx@6.16");
     sim::inject(vm, Effect::Busy, tdx_id::FINALIZE_VM, 1, limit + 1).unwrap();
-    let mut hw = 0u64;
-    // SAFETY: valid pointer.
-    assert_eq!(
-        unsafe { mem_enc_tdx_finalize_vm(vm, &mut hw) },
-        -libc::EBUSY
-    );
+    let (r, c) = op_retry(vm, tdx_id::FINALIZE_VM);
+    let hw = c.hw_error();
+    assert_eq!(r, -libc::EBUSY);
     assert!(fw_name(2, hw).starts_with("TDX_OPERAND_BUSY"), "{hw:#x}");
     // One fewer: the last retry succeeds.
     let (vm, _) = td_ready("tdx@6.16");
     sim::inject(vm, Effect::Busy, tdx_id::FINALIZE_VM, 1, limit).unwrap();
-    // SAFETY: valid pointer.
-    assert_eq!(unsafe { mem_enc_tdx_finalize_vm(vm, &mut hw) }, 0);
+    assert_eq!(op_retry(vm, tdx_id::FINALIZE_VM).0, 0);
     // The memory helpers reach the simulated host too (Rust API).
     let vm = td("tdx@6.19");
     let g = mem::create_guest_memfd(bfd(vm), 1 << 16, 0).unwrap();
     drop(g);
+}
+
+/// The per-call bound of 0.2 (`retry_limit`, the 0.1 `reserved` word, so a non-zero value is
+/// no longer refused): INIT_MEM_REGION re-issued after -EINTR at most `retry_limit` times.
+#[test]
+fn simulated_per_call_retry_limit_bounds_init_mem_region() {
+    let src = pages(2, 0x33);
+    let region = |retry_limit| mem_enc_tdx_init_mem_region_args {
+        source: src.cast::<c_void>(),
+        gpa: 0,
+        nr_pages: 2,
+        flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
+        retry_limit,
+    };
+    // Two signals before the first page, one re-issue allowed: the second -EINTR is returned.
+    let (vm, vcpu) = td_ready("tdx@6.19");
+    sim::inject(vcpu, Effect::Signal, tdx_id::INIT_MEM_REGION, 1, 2).unwrap();
+    let (mut reached, mut hw) = (u64::MAX, u64::MAX);
+    // SAFETY: valid pointers.
+    let r = unsafe { mem_enc_tdx_init_mem_region(vcpu, &region(1), 32, &mut reached, &mut hw) };
+    assert_eq!((r, reached), (-libc::EINTR, 0));
+    assert_eq!(mem_enc_last_stage(), MEM_ENC_STAGE_KVM);
+    // Two re-issues allowed: the third issue adds both pages.
+    let (vm_b, vcpu_b) = td_ready("tdx@6.19");
+    sim::inject(vcpu_b, Effect::Signal, tdx_id::INIT_MEM_REGION, 1, 2).unwrap();
+    // SAFETY: valid pointers.
+    let r = unsafe { mem_enc_tdx_init_mem_region(vcpu_b, &region(2), 32, &mut reached, &mut hw) };
+    assert_eq!((r, reached, hw), (0, 2 * PAGE as u64, 0));
+    // The Rust API's bound is the same one.
+    sim::inject(vcpu, Effect::Signal, tdx_id::INIT_MEM_REGION, 1, 2).unwrap();
+    let p = tdx::MemRegion {
+        source_addr: src as u64,
+        gpa: 0,
+        nr_pages: 2,
+        measure: true,
+    };
+    let e = tdx::init_mem_region_bounded(bfd(vcpu), &p, Some(1)).unwrap_err();
+    assert_eq!((e.errno, e.reached), (Errno(libc::EINTR), Some(0)));
+    tdx::init_mem_region_bounded(bfd(vcpu), &p, Some(1)).unwrap();
+    assert_eq!(
+        sim::launch_digest(vm).unwrap(),
+        sim::launch_digest(vm_b).unwrap(),
+        "the interrupted issues added nothing"
+    );
+
+    // SNP_LAUNCH_UPDATE accepts a non-zero word too. Its bound (rounds without progress) has
+    // nothing to count on the model: every round it stops early has added a page, and since
+    // 0.2 no SEV error is transient.
+    let (vm, sev) = snp_started("snp@6.18");
+    sim::inject(vm, Effect::Progress(1), sev_id::SNP_LAUNCH_UPDATE, 1, 3).unwrap();
+    let args = mem_enc_snp_launch_update_args {
+        gfn_start: 1,
+        src: src.cast(),
+        len: 2 * PAGE as u64,
+        page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
+        retry_limit: 1,
+    };
+    let mut fw = u32::MAX;
+    // SAFETY: valid pointers.
+    let r = unsafe { mem_enc_snp_launch_update(vm, sev, &args, 32, &mut reached, &mut fw) };
+    assert_eq!((r, reached, fw), (0, 3, 0));
 }

@@ -15,10 +15,10 @@ use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
 use memenc::negotiate::*;
 use memenc::probe::*;
-use memenc::uapi::KVM_CREATE_VM;
+use memenc::uapi::sev_id;
 use memenc_sim::compat::*;
 use memenc_sim::model::profile::{PROFILES, TDX_CPUID};
-use sim_util::{Fd, gpaw48, kvm, td_init_args};
+use sim_util::{Fd, gpaw48, kvm, op_retry, td_init_args};
 
 mod sim_util;
 
@@ -40,9 +40,9 @@ fn probe(kvm: &Fd) -> mem_enc_caps {
 
 /// `KVM_CREATE_VM` on the simulated `/dev/kvm`, as a VMM would issue it.
 fn create_vm(kvm: &Fd, vm_type: u32) -> RawFd {
-    // SAFETY: KVM_CREATE_VM takes an immediate.
-    let r = unsafe { memenc::host::ioctl(kvm.0, KVM_CREATE_VM, u64::from(vm_type)) };
-    r.unwrap_or_else(|e| panic!("KVM_CREATE_VM({vm_type}): {e:?}"))
+    let r = sim_util::create_vm(kvm.0, vm_type);
+    assert!(r >= 0, "KVM_CREATE_VM({vm_type}): {r}");
+    r
 }
 
 fn negotiate(
@@ -350,8 +350,8 @@ fn sev_6_1_negotiates_the_legacy_es_path_and_it_launches() {
         // INIT2 is not there on this kernel: the negotiated path is the one that works.
         let init2 = mem_enc_sev_init2_args::default();
         assert_eq!(mem_enc_sev_init2(vm, &init2, 16, &mut fw), -libc::EINVAL);
-        assert_eq!(mem_enc_sev_es_init(vm, &mut fw), 0);
-        assert_eq!(fw, 0);
+        let (r, c) = op_retry(vm, sev_id::ES_INIT);
+        assert_eq!((r, c.sev().error), (0, 0));
         let start = mem_enc_sev_start_args {
             handle: 0,
             policy: 1 << 2, // ES: must match the VM
@@ -386,11 +386,9 @@ fn sev_6_1_negotiates_the_legacy_es_path_and_it_launches() {
         )
     );
     let vm = create_vm(&kvm, s.create_vm_type);
-    // SAFETY: valid pointers.
-    unsafe {
-        assert_eq!(mem_enc_sev_init(vm, &mut fw), 0);
-        libc::close(vm);
-    }
+    assert_eq!(op_retry(vm, sev_id::INIT).0, 0);
+    // SAFETY: a descriptor this test owns.
+    unsafe { libc::close(vm) };
 }
 
 /// SNP through INIT2 with the negotiated vmsa_features and policy: both launch.

@@ -4,16 +4,19 @@
 //! negotiated on every simulated SEV-capable profile is accepted by its LAUNCH_START. Every
 //! launch here is SIMULATED.
 
+mod sim_util;
+
 use std::ffi::{CStr, CString, c_char};
 use std::os::fd::RawFd;
 use std::ptr::null;
 
 use memenc::capi::probe::*;
 use memenc::capi::sev::*;
-use memenc::capi::vm::*;
 use memenc::negotiate::*;
 use memenc::probe::*;
+use memenc::uapi::sev_id;
 use memenc_sim::compat::*;
+use sim_util::{create_vm, op_retry};
 
 const CAPS_SIZE: usize = size_of::<mem_enc_caps>();
 const REQ_SIZE: usize = size_of::<mem_enc_launch_request>();
@@ -229,14 +232,14 @@ fn every_negotiated_sev_policy_launches() {
             let kvm = sim_kvm(profile);
             let caps = probe(kvm);
             let s = negotiate(&caps, &request(types, MEM_ENC_SEV_POLICY_NODBG));
-            let vm = mem_enc_vm_create(kvm, s.create_vm_type);
+            let vm = create_vm(kvm, s.create_vm_type);
             assert!(vm >= 0);
             let mut fw = u32::MAX;
             // SAFETY (whole block): valid pointers and sizes.
             unsafe {
                 let r = match s.init_path {
-                    MEM_ENC_INIT_SEV_LEGACY => mem_enc_sev_init(vm, &mut fw),
-                    MEM_ENC_INIT_SEV_ES_LEGACY => mem_enc_sev_es_init(vm, &mut fw),
+                    MEM_ENC_INIT_SEV_LEGACY => op_retry(vm, sev_id::INIT).0,
+                    MEM_ENC_INIT_SEV_ES_LEGACY => op_retry(vm, sev_id::ES_INIT).0,
                     _ => {
                         let init = mem_enc_sev_init2_args {
                             vmsa_features: s.vmsa_features,
@@ -267,10 +270,10 @@ fn every_negotiated_sev_policy_launches() {
                     s.vm_type
                 );
                 // The opposite ES bit is what the firmware refuses (SEV_RET_POLICY_FAILURE).
-                let vm2 = mem_enc_vm_create(kvm, s.create_vm_type);
+                let vm2 = create_vm(kvm, s.create_vm_type);
                 let r = match s.init_path {
-                    MEM_ENC_INIT_SEV_LEGACY => mem_enc_sev_init(vm2, &mut fw),
-                    MEM_ENC_INIT_SEV_ES_LEGACY => mem_enc_sev_es_init(vm2, &mut fw),
+                    MEM_ENC_INIT_SEV_LEGACY => op_retry(vm2, sev_id::INIT).0,
+                    MEM_ENC_INIT_SEV_ES_LEGACY => op_retry(vm2, sev_id::ES_INIT).0,
                     _ => {
                         let init = mem_enc_sev_init2_args {
                             vmsa_features: s.vmsa_features,

@@ -38,12 +38,124 @@ pub fn td_init_args(
 
 /// KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP, 24 pins) as the kernel sees it (a TD's vCPUs need it).
 pub fn enable_split_irqchip(vm: &Fd) -> Result<i32, i32> {
+    from_c(split_irqchip(vm.0, 24))
+}
+
+// ---------------------------------------------------------------------------------------------
+// What memenc 0.2 left to the VMM: the parameterless sub-commands through `mem_enc_op()` with
+// MEM_ENC_FLAG_RETRY, and the VM/vCPU/memslot plumbing as plain KVM ioctls. Each returns in
+// the C convention of the exports it replaces (a descriptor or 0, else -errno), so the tests'
+// expectations read as before.
+
+fn to_c(r: Result<i32, i32>) -> i32 {
+    r.unwrap_or_else(|e| -e)
+}
+
+fn from_c(r: i32) -> Result<i32, i32> {
+    if r < 0 { Err(-r) } else { Ok(r) }
+}
+
+/// A parameterless sub-command (SEV INIT, ES_INIT, LAUNCH_UPDATE_VMSA, LAUNCH_FINISH,
+/// SEND_FINISH, SEND_CANCEL, RECEIVE_FINISH, SNP_ENABLE_REQ_CERTS; TDX FINALIZE_VM) as a C VMM
+/// issues it since 0.2: one `mem_enc_op()` with MEM_ENC_FLAG_RETRY. Returns the result and the
+/// command, whose status word holds the firmware status (`cmd.sev().error`,
+/// `cmd.hw_error()`).
+pub fn op_retry(fd: RawFd, id: u32) -> (i32, mem_enc_cmd) {
+    let mut cmd = mem_enc_cmd {
+        flags: memenc::MEM_ENC_FLAG_RETRY,
+        ..mem_enc_cmd::new(id, 0)
+    };
+    // SAFETY: a valid 24-byte command with no parameter struct.
+    let r = unsafe { memenc::capi::op::mem_enc_op(fd, &mut cmd) };
+    (r, cmd)
+}
+
+/// KVM_CREATE_VM of `vm_type` on a /dev/kvm descriptor: the VM's descriptor or -errno.
+pub fn create_vm(kvm: RawFd, vm_type: u32) -> i32 {
+    to_c(raw(kvm, KVM_CREATE_VM, u64::from(vm_type)))
+}
+
+/// KVM_CREATE_VCPU `id` on a VM descriptor: the vCPU's descriptor or -errno.
+pub fn create_vcpu(vm: RawFd, id: u32) -> i32 {
+    to_c(raw(vm, KVM_CREATE_VCPU, u64::from(id)))
+}
+
+/// KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) with `pins` IOAPIC routes: 0 or -errno.
+pub fn split_irqchip(vm: RawFd, pins: u32) -> i32 {
     let mut cap = kvm_enable_cap {
         cap: KVM_CAP_SPLIT_IRQCHIP as u32,
         ..Default::default()
     };
-    cap.args[0] = 24;
-    raw(vm.0, KVM_ENABLE_CAP, ptr(&mut cap))
+    cap.args[0] = u64::from(pins);
+    to_c(raw(vm, KVM_ENABLE_CAP, ptr(&mut cap)))
+}
+
+/// KVM_SET_TSC_KHZ on a VM descriptor: 0 or -errno.
+pub fn set_tsc_khz(vm: RawFd, khz: u32) -> i32 {
+    to_c(raw(vm, KVM_SET_TSC_KHZ, u64::from(khz)))
+}
+
+/// KVM_CREATE_GUEST_MEMFD: the guest_memfd's descriptor or -errno.
+pub fn guest_memfd(vm: RawFd, size: u64, flags: u64) -> i32 {
+    let mut g = kvm_create_guest_memfd {
+        size,
+        flags,
+        reserved: [0; 6],
+    };
+    to_c(raw(vm, KVM_CREATE_GUEST_MEMFD, ptr(&mut g)))
+}
+
+/// KVM_SET_USER_MEMORY_REGION (v1): 0 or -errno.
+pub fn memslot(vm: RawFd, slot: u32, flags: u32, gpa: u64, size: u64, uaddr: u64) -> i32 {
+    let mut r = kvm_userspace_memory_region {
+        slot,
+        flags,
+        guest_phys_addr: gpa,
+        memory_size: size,
+        userspace_addr: uaddr,
+    };
+    to_c(raw(vm, KVM_SET_USER_MEMORY_REGION, ptr(&mut r)))
+}
+
+/// KVM_SET_USER_MEMORY_REGION2 of `size` bytes at `gpa`, shared memory at `uaddr`, private
+/// pages in `gmem` from offset 0 (KVM_MEM_GUEST_MEMFD is added): 0 or -errno.
+pub fn memslot2(vm: RawFd, slot: u32, gpa: u64, size: u64, uaddr: u64, gmem: RawFd) -> i32 {
+    let mut r = kvm_userspace_memory_region2 {
+        slot,
+        flags: KVM_MEM_GUEST_MEMFD,
+        guest_phys_addr: gpa,
+        memory_size: size,
+        userspace_addr: uaddr,
+        guest_memfd_offset: 0,
+        guest_memfd: gmem as u32,
+        ..Default::default()
+    };
+    to_c(raw(vm, KVM_SET_USER_MEMORY_REGION2, ptr(&mut r)))
+}
+
+/// KVM_SET_MEMORY_ATTRIBUTES: `[gpa, gpa + size)` private or shared; 0 or -errno.
+pub fn memory_attributes(vm: RawFd, gpa: u64, size: u64, private: bool) -> i32 {
+    let mut a = kvm_memory_attributes {
+        address: gpa,
+        size,
+        attributes: if private {
+            KVM_MEMORY_ATTRIBUTE_PRIVATE
+        } else {
+            0
+        },
+        flags: 0,
+    };
+    to_c(raw(vm, KVM_SET_MEMORY_ATTRIBUTES, ptr(&mut a)))
+}
+
+/// A whole guest_memfd-backed private memslot 0 of `size` bytes at GPA 0, shared memory at
+/// `uaddr`: the guest_memfd's descriptor (the caller closes it). Panics on failure.
+pub fn private_memory(vm: RawFd, size: u64, uaddr: u64) -> RawFd {
+    let gmem = guest_memfd(vm, size, 0);
+    assert!(gmem >= 0, "guest_memfd = {gmem}");
+    assert_eq!(memslot2(vm, 0, 0, size, uaddr, gmem), 0);
+    assert_eq!(memory_attributes(vm, 0, size, true), 0);
+    gmem
 }
 
 /// What `mem_enc_probe()` reports for a simulated host of `profile`: the tests negotiate against
@@ -236,17 +348,7 @@ pub fn private_slot(vm: &Fd, slot: u32, gpa: u64, size: u64, backing: &Mem) -> F
 }
 
 pub fn set_private(vm: &Fd, gpa: u64, size: u64, private: bool) {
-    let mut a = kvm_memory_attributes {
-        address: gpa,
-        size,
-        attributes: if private {
-            KVM_MEMORY_ATTRIBUTE_PRIVATE
-        } else {
-            0
-        },
-        flags: 0,
-    };
-    assert_eq!(raw(vm.0, KVM_SET_MEMORY_ATTRIBUTES, ptr(&mut a)), Ok(0));
+    assert_eq!(memory_attributes(vm.0, gpa, size, private), 0);
 }
 
 pub const EINVAL: i32 = libc::EINVAL;
