@@ -517,9 +517,13 @@ fn simulated_tdx_capabilities_and_init_vm_errors() {
         // CPUID bits the module does not allow: TDH.MNG.INIT's operand error, decoded.
         let bad = [
             gpaw48(),
+            // KVM_CPUID_FLAG_SIGNIFCANT_INDEX: without it the entry would match the 0xD leaf's
+            // every configurable subleaf, and KVM (setup_tdparams_cpuids: copy_cnt != nent)
+            // would refuse before the module.
             mem_enc_cpuid_entry {
                 function: 0xD,
                 index: 0,
+                flags: 1,
                 eax: 0xFFFF_FFFF,
                 ..Default::default()
             },
