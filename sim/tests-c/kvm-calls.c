@@ -477,8 +477,20 @@ static void vcpu_setters(int vcpu)
     struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + n * sizeof(struct kvm_cpuid_entry2));
     cpuid->nent = (uint32_t)n;
     callp("dev KVM_GET_SUPPORTED_CPUID(128)", kvm, KVM_GET_SUPPORTED_CPUID, cpuid);
-    bytes("cpuid", cpuid, sizeof(*cpuid) + cpuid->nent * sizeof(struct kvm_cpuid_entry2));
     callp("vcpu KVM_SET_CPUID2(supported)", vcpu, KVM_SET_CPUID2, cpuid);
+    /* Printed without the APIC ID of the host CPU the call ran on (leaf 1 EBX[31:24], the x2APIC
+     * ID in leaves 0xB / 0x1F EDX, AMD's extended APIC ID in 0x8000001E EAX): it changes from
+     * run to run with scheduling. */
+    for (uint32_t i = 0; i < cpuid->nent && i < n; i++) {
+        struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+        if (e->function == 1)
+            e->ebx &= 0x00ffffffu;
+        if (e->function == 0xb || e->function == 0x1f)
+            e->edx = 0;
+        if (e->function == 0x8000001eu)
+            e->eax = 0;
+    }
+    bytes("cpuid", cpuid, sizeof(*cpuid) + cpuid->nent * sizeof(struct kvm_cpuid_entry2));
     uint32_t nent = cpuid->nent;
     cpuid->nent = 1000;
     callp("vcpu KVM_SET_CPUID2(1000 entries)", vcpu, KVM_SET_CPUID2, cpuid);
