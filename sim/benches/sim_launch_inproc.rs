@@ -10,7 +10,6 @@
 
 use std::time::Instant;
 
-use memenc::capi::mem::*;
 use memenc::capi::sev::*;
 use memenc::capi::snp::*;
 use memenc::capi::tdx::*;
@@ -86,26 +85,26 @@ impl Vm {
 }
 
 fn private_memory(vm: i32, bytes: usize, fds: &mut Vec<i32>) -> Mapping {
+    use memenc::helpers::mem::{
+        MemRegion2, create_guest_memfd, set_private, set_user_memory_region2,
+    };
+    use std::os::fd::{AsFd, BorrowedFd, IntoRawFd};
     let backing = Mapping::new(bytes);
-    let g = mem_enc_mem_create_guest_memfd(vm, bytes as u64, 0);
-    assert!(g >= 0, "guest_memfd {g}");
-    fds.push(g);
-    let region = mem_enc_mem_region_args {
+    // SAFETY: `vm` is open for the whole benchmark (the Vm owns it).
+    let vm = unsafe { BorrowedFd::borrow_raw(vm) };
+    let g = create_guest_memfd(vm, bytes as u64, 0).expect("guest_memfd");
+    let region = MemRegion2 {
         slot: 0,
         flags: 0,
         guest_phys_addr: 0,
         memory_size: bytes as u64,
-        userspace_addr: backing.0.cast(),
+        userspace_addr: backing.0 as u64,
+        guest_memfd: Some(g.as_fd()),
         guest_memfd_offset: 0,
-        guest_memfd: g,
-        reserved: 0,
     };
-    // SAFETY: a valid struct of its size.
-    assert_eq!(
-        unsafe { mem_enc_mem_set_user_memory_region2(vm, &region, 48) },
-        0
-    );
-    assert_eq!(mem_enc_mem_set_private(vm, 0, bytes as u64, 1), 0);
+    set_user_memory_region2(vm, &region).expect("memslot");
+    set_private(vm, 0, bytes as u64, true).expect("private attributes");
+    fds.push(g.into_raw_fd());
     backing
 }
 
@@ -143,7 +142,7 @@ fn snp_update(vm: &Vm, src: &Mapping, bytes: usize) -> (i32, u64) {
         src: src.0.cast(),
         len: bytes as u64,
         page_type: MEM_ENC_SNP_PAGE_TYPE_NORMAL,
-        reserved: 0,
+        retry_limit: 0,
     };
     let (mut reached, mut fw) = (0, 0);
     // SAFETY: valid pointers.
@@ -185,7 +184,7 @@ fn tdx_update(vm: &Vm, src: &Mapping, bytes: usize) -> (i32, u64) {
         gpa: 0,
         nr_pages: (bytes / PAGE) as u64,
         flags: memenc::MEM_ENC_TDX_MEASURE_MEMORY_REGION,
-        reserved: 0,
+        retry_limit: 0,
     };
     let (mut reached, mut hw) = (0, 0);
     // SAFETY: valid pointers.

@@ -107,6 +107,9 @@ struct State {
     gmems: Vec<GmemEntry>,
     /// The supervisor's copies of the `/dev/sev` descriptors it gave the program.
     sev_devices: Vec<OwnedFd>,
+    /// Duplicates of the program's `/dev/kvm` descriptors seen so far: recognised by one
+    /// `kcmp` instead of a `readlink` of /proc on every system ioctl.
+    kvm_files: Vec<OwnedFd>,
     pending: HashMap<i32, Pending>,
 }
 
@@ -271,7 +274,14 @@ impl Hybrid {
         let fd = n.args[0] as RawFd;
         let request = n.args[1] & 0xffff_ffff;
         let arg = n.args[2];
-        let state = self.lock();
+        let mut state = self.lock();
+        if state
+            .kvm_files
+            .iter()
+            .any(|f| task::same_file(n.tid, fd, f.as_fd()))
+        {
+            return self.system_ioctl(n.tid, &state, request, arg);
+        }
         let view = View {
             tid: n.tid,
             state: &state,
@@ -288,6 +298,9 @@ impl Hybrid {
             Some(_) => Reply::Continue,
             None => match t.fd_path(fd) {
                 Ok(p) if p.as_os_str() == "/dev/kvm" => {
+                    if let Ok(dup) = t.dup_fd(fd) {
+                        state.kvm_files.push(dup);
+                    }
                     self.system_ioctl(n.tid, &state, request, arg)
                 }
                 _ => Reply::Continue,
