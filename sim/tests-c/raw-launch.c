@@ -17,6 +17,9 @@
  * through the launch and issues every SNP_LAUNCH_UPDATE one page at a time, so signals land
  * during simulated commands (a command run twice or a lost write-back changes the digest).
  *
+ * RAW_LAUNCH_RUN=1: after the launch, the BSP's first KVM_RUN, and its exit reason printed (a
+ * simulated guest ends with KVM_EXIT_SYSTEM_EVENT, SHUTDOWN; a real one would start running).
+ *
  * The vCPU registers are what QEMU sets at reset (KVM_SET_SREGS, KVM_SET_REGS): CPU signature
  * in RDX (EPYC-v4, 0x00800f12), BSP at 0xfffffff0, APs at AP_EIP. Exit 0 when launched, 1 on a
  * failed call (named on stderr), 2 usage, 77 without /dev/kvm.
@@ -196,6 +199,7 @@ static void vcpu_reset_like_qemu(int vcpu, uint32_t eip, int bsp)
 }
 
 static volatile sig_atomic_t signals_seen;
+static int bsp_fd = -1;
 
 static void on_alarm(int sig)
 {
@@ -210,6 +214,8 @@ static void *vcpu_thread(void *arg)
     if (vcpu < 0)
         die("KVM_CREATE_VCPU", -errno, 0);
     vcpu_reset_like_qemu(vcpu, i == 0 ? BSP_EIP : AP_EIP, i == 0);
+    if (i == 0)
+        bsp_fd = vcpu;
     return NULL;
 }
 
@@ -346,6 +352,20 @@ int main(int argc, char **argv)
         launch_snp(mem, vcpus);
     else
         launch_seves(mem, vcpus, legacy);
+    if (getenv("RAW_LAUNCH_RUN")) {
+        int size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+        struct kvm_run *run = size > 0 ? mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+                                              MAP_SHARED, bsp_fd, 0) : MAP_FAILED;
+        if (run == MAP_FAILED)
+            die("mmap kvm_run", -errno, 0);
+        int r = xioctl(bsp_fd, KVM_RUN, NULL);
+        if (r < 0)
+            die("KVM_RUN", r, 0);
+        printf("first KVM_RUN: exit %u", run->exit_reason);
+        if (run->exit_reason == KVM_EXIT_SYSTEM_EVENT)
+            printf(" (system event %u)", run->system_event.type);
+        printf("\n");
+    }
     struct itimerval off = {0};
     setitimer(ITIMER_REAL, &off, NULL);
     printf("%s launch with %d vCPUs finished (%d signals during it)\n", mode, vcpus,

@@ -224,6 +224,25 @@ fn a_signal_storm_neither_repeats_nor_loses_a_simulated_command() {
 }
 
 #[test]
+fn the_first_kvm_run_of_a_launched_guest_is_a_shutdown_event() {
+    let Some(p) = dynamic() else { return };
+    for (profile, mode) in [("snp@6.18", "snp"), ("sev@6.1", "seves-legacy")] {
+        let o = run(p, profile, mode, 2, &[("RAW_LAUNCH_RUN", "1")]);
+        assert_eq!(
+            o.status, 0,
+            "{mode} on {profile}:\n{}\n{}",
+            o.stdout, o.stderr
+        );
+        // KVM_EXIT_SYSTEM_EVENT (24), KVM_SYSTEM_EVENT_SHUTDOWN (1).
+        assert!(
+            o.stdout.contains("first KVM_RUN: exit 24 (system event 1)"),
+            "{}",
+            o.stdout
+        );
+    }
+}
+
+#[test]
 fn the_programs_exit_status_is_memenc_sims() {
     let Some(p) = dynamic() else { return };
     let o = run(p, "snp@6.18", "bogus-mode", 1, &[]);

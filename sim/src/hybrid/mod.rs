@@ -23,6 +23,7 @@ mod task;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use memenc::Errno;
@@ -77,8 +78,9 @@ struct VcpuEntry {
     vm: usize,
     index: usize,
     file: OwnedFd,
-    /// The vCPU's `kvm_run` page, mapped through `file` once a KVM_RUN is answered.
-    run: Option<usize>,
+    /// The vCPU's `kvm_run` page, mapped through `file` once a KVM_RUN is answered (0: not
+    /// yet). Atomic because it is set under the shared state the notification already holds.
+    run: AtomicUsize,
 }
 
 struct GmemEntry {
@@ -423,7 +425,7 @@ impl Hybrid {
             KVM_MEMORY_ENCRYPT_OP => reply(model()),
             r if VCPU_SETTERS.contains(&r) && confidential => then_continue(model()),
             KVM_RUN if confidential && report::launched(&registry::lock(vm)) => {
-                self.end_guest(tid, fd)
+                self.end_guest(state, tid, fd)
             }
             _ => Reply::Continue,
         }
@@ -432,18 +434,17 @@ impl Hybrid {
     /// The first KVM_RUN of a launched simulated confidential guest: the model runs no guest
     /// code, so the guest ends the way a guest that powers off does (KVM_EXIT_SYSTEM_EVENT,
     /// SHUTDOWN), and the VMM shuts down by itself.
-    fn end_guest(&self, tid: i32, fd: RawFd) -> Reply {
-        let mut state = self.lock();
+    fn end_guest(&self, state: &State, tid: i32, fd: RawFd) -> Reply {
+        // `state` is the guard the notification holds (locking it again would deadlock).
         let Some(entry) = state
             .vcpus
-            .iter_mut()
+            .iter()
             .find(|c| task::same_file(tid, fd, c.file.as_fd()))
         else {
             return Reply::Continue;
         };
-        let base = match entry.run {
-            Some(base) => base,
-            None => {
+        let base = match entry.run.load(Ordering::Relaxed) {
+            0 => {
                 // SAFETY: a shared mapping of the vCPU's kvm_run area through our duplicate of
                 // its file (the same pages the program mapped); the result is checked.
                 let p = unsafe {
@@ -459,9 +460,10 @@ impl Hybrid {
                 if p == libc::MAP_FAILED {
                     return Reply::Errno(libc::EFAULT);
                 }
-                entry.run = Some(p as usize);
+                entry.run.store(p as usize, Ordering::Relaxed);
                 p as usize
             }
+            base => base,
         };
         let put = |offset: usize, value: u32| {
             // SAFETY: `base` maps at least one page (kvm_run), and every offset written is
@@ -606,7 +608,7 @@ impl Handler for Hybrid {
                 vm,
                 index,
                 file,
-                run: None,
+                run: AtomicUsize::new(0),
             }),
             (Pending::Vcpu { vm, index }, None) => {
                 // The kernel refused (or a signal restarts the call): the model forgets it.
@@ -627,7 +629,8 @@ impl Handler for Hybrid {
         self.write_report();
         let state = self.lock();
         for c in &state.vcpus {
-            if let Some(base) = c.run {
+            let base = c.run.load(Ordering::Relaxed);
+            if base != 0 {
                 // SAFETY: unmapping the kvm_run mapping made in end_guest, used by no one now.
                 unsafe { libc::munmap(base as *mut libc::c_void, self.vcpu_mmap_size) };
             }
