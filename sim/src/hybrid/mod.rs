@@ -209,6 +209,8 @@ impl Hybrid {
         let sev = self.profile.sev.is_some();
         if sev {
             notify.push(SEV_ISSUE_CMD);
+        }
+        if confidential {
             notify.push(KVM_GET_SUPPORTED_CPUID);
         }
         Spec {
@@ -325,15 +327,16 @@ impl Hybrid {
         }
     }
 
-    /// KVM_GET_SUPPORTED_CPUID as the profile's SEV kernel reports it: this machine's answer
-    /// (the supervisor may issue system ioctls on its own /dev/kvm) with leaf 0x8000001F's
-    /// SEV, SEV-ES and SEV-SNP bits set as `sev_set_cpu_caps()` does (EBX keeps this CPU's
-    /// C-bit position; ECX and EDX are cleared by KVM).
+    /// KVM_GET_SUPPORTED_CPUID as the profile's kernel reports it: this machine's answer (the
+    /// supervisor may issue system ioctls on its own /dev/kvm), with what that kernel adds:
+    /// SEV profiles, leaf 0x8000001F's SEV, SEV-ES and SEV-SNP bits as `sev_set_cpu_caps()`
+    /// sets them (EBX keeps this CPU's C-bit position; ECX and EDX are cleared by KVM); TDX
+    /// profiles, leaf 0x80000008's GuestPhysBits (EAX[23:16]) = 48, the TDP-mappable width a
+    /// 6.10+ kernel reports and the only one (with 52) KVM_TDX_INIT_VM accepts (QEMU's `-cpu
+    /// host` copies it into the TD's CPUID).
     fn supported_cpuid(&self, tid: i32, arg: u64) -> Reply {
         const ENTRY: usize = size_of::<kvm_cpuid_entry2>();
-        let Some(sev) = self.profile.sev.as_ref() else {
-            return Reply::Continue;
-        };
+        const GUEST_PHYS_BITS_48: u32 = 48 << 16;
         let Some(kvm) = self.kvm.as_ref() else {
             return Reply::Continue;
         };
@@ -361,17 +364,26 @@ impl Hybrid {
             core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8)
         };
         let got = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        let eax_of = |e: &[u8]| u32::from_le_bytes([e[12], e[13], e[14], e[15]]);
         for e in bytes[8..8 + got.min(nent) * ENTRY].chunks_exact_mut(ENTRY) {
-            if e[..4] == 0x8000_001f_u32.to_le_bytes() {
-                let mut eax = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) | 1 << 1;
-                if sev.es {
-                    eax |= 1 << 3;
+            let function = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            match (function, self.profile.sev.as_ref()) {
+                (0x8000_001f, Some(sev)) => {
+                    let mut eax = eax_of(e) | 1 << 1;
+                    if sev.es {
+                        eax |= 1 << 3;
+                    }
+                    if sev.snp {
+                        eax |= 1 << 4;
+                    }
+                    e[12..16].copy_from_slice(&eax.to_le_bytes());
+                    e[20..28].fill(0);
                 }
-                if sev.snp {
-                    eax |= 1 << 4;
+                (0x8000_0008, _) if self.profile.tdx.is_some() => {
+                    let eax = eax_of(e) & !0x00ff_0000 | GUEST_PHYS_BITS_48;
+                    e[12..16].copy_from_slice(&eax.to_le_bytes());
                 }
-                e[12..16].copy_from_slice(&eax.to_le_bytes());
-                e[20..28].fill(0);
+                _ => {}
             }
         }
         let out = &bytes[..8 + got.min(nent) * ENTRY];
