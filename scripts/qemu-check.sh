@@ -230,8 +230,10 @@ build_qemu() { # version dir build(static|shared|unpatched) -> sets qemu_bin
         rm -rf "$bdir"
         mkdir -p "$bdir"
         log "$v $b: configure"
+        local c0=$SECONDS
         (cd "$bdir" && env "${env[@]}" ../configure "${cfg[@]}" >configure.log 2>&1) ||
             { tail -n 40 "$bdir/configure.log"; die "$v $b: configure"; }
+        echo "configure-$v-$b $((SECONDS - c0))" >>"$work/times"
         if [[ $b == static ]]; then
             # Never the pkg-config one: the subproject, linked statically.
             (cd "$bdir" && env "${env[@]}" "$(meson_of "$bdir")" configure -Dforce_fallback_for=memenc . >>configure.log 2>&1)
