@@ -260,17 +260,18 @@ meson_of() { # build dir -> the meson that configured it (10.x: its own venv)
 
 check_linkage() { # version build binary -> prints one line, counts
     local v=$1 b=$2 bin=$3 needed what ok=1
-    needed=$(LD_LIBRARY_PATH=$memenc_lib_dir ldd "$bin" 2>/dev/null | awk '/libmemenc/ { print $1 " => " $3 }')
+    needed=$(LD_LIBRARY_PATH=$memenc_lib_dir ldd "$bin" 2>/dev/null | awk '/libmemenc/ { print $1 " => " $3 }' || true)
+    count() { "${@:2}" | grep -c "$1" || true; }
     case $b in
         static)
-            what="nm: $(nm "$bin" | grep -c ' T mem_enc_op$') defined mem_enc_op, needs libmemenc: ${needed:-no}"
+            what="nm: $(count ' T mem_enc_op$' nm "$bin") defined mem_enc_op, needs libmemenc: ${needed:-no}"
             [[ $(nm "$bin") == *' T mem_enc_op'$'\n'* && -z $needed ]] || ok=0 ;;
         shared)
-            what="nm -D: $(nm -D "$bin" | grep -c ' U mem_enc_op$') undefined mem_enc_op, ldd: ${needed:-none}"
+            what="nm -D: $(count ' U mem_enc_op$' nm -D "$bin") undefined mem_enc_op, ldd: ${needed:-none}"
             [[ $(nm -D "$bin") == *' U mem_enc_op'* && $needed == *"$memenc_lib_dir/libmemenc.so.0"* ]] || ok=0 ;;
         unpatched)
-            what="no mem_enc_op: $(nm "$bin" | grep -c mem_enc_op) symbols"
-            [[ $(nm "$bin" | grep -c mem_enc_op) == 0 ]] || ok=0 ;;
+            what="no mem_enc_op: $(count mem_enc_op nm "$bin") symbols, ldd: ${needed:-no libmemenc}"
+            [[ $(count mem_enc_op nm "$bin") == 0 && -z $needed ]] || ok=0 ;;
     esac
     if ((ok)); then pass "qemu $v $b linkage: $what"; else fail "qemu $v $b linkage: $what"; fi
 }
