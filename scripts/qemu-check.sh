@@ -366,7 +366,10 @@ launch() { # version build tech vcpus kern
             obj=sev-snp-guest,id=cg0,cbitpos=0,reduced-phys-bits=1
             [[ $kern == 1 ]] && obj+=,kernel-hashes=on ;;
         tdx)
-            prof=tdx@6.19 cpu=host,-arch-capabilities ovmf=$ovmf_tdx
+            # guest-phys-bits=48: TDX's INIT_VM takes the GPAW from CPUID 0x80000008
+            # EAX[23:16] and must be 48 or 52; with -cpu host QEMU copies this machine's
+            # KVM_GET_SUPPORTED_CPUID there (0 here; finding F5).
+            prof=tdx@6.19 cpu=host,-arch-capabilities,guest-phys-bits=48 ovmf=$ovmf_tdx
             obj=tdx-guest,id=cg0 ;;
     esac
     machine=q35,confidential-guest-support=cg0
