@@ -73,17 +73,18 @@ def main():
                 result["qmp"][name] = ans.get("return", {"error": ans.get("error")})
                 return ans
 
-            recv()  # greeting
-            execute("qmp_capabilities")
-            execute("query-sev")
-            if a.measure:
-                execute("query-sev-launch-measure")
-            execute("cont")
             try:
+                recv()  # greeting
+                execute("qmp_capabilities")
+                execute("query-sev")
+                if a.measure:
+                    execute("query-sev-launch-measure")
+                execute("cont")
                 while recv() is not None:
                     pass
-            except (OSError, ValueError):
-                pass
+            except (OSError, ValueError) as e:
+                # QEMU may end (the guest's shutdown) before it answers `cont`.
+                result["qmp_closed"] = repr(e)
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         result["timed_out"] = True
