@@ -172,22 +172,7 @@ patch_qemu() { # dir
 # ---------------------------------------------------------------- memenc from this checkout
 build_memenc() {
     log "memenc-sim and memenc (staged install) from $repo"
-    # memenc-sim's hybrid host deadlocks at the first KVM_RUN of a launched guest (end_guest()
-    # takes the state lock ioctl() already holds; /work/notes/qemu-findings.md F1), so no QEMU
-    # launch could end. While the checkout still has that code, memenc-sim is built from a copy
-    # of the checkout with qemu/memenc-sim-end-guest.patch (no model answer changes);
-    # MEMENC_QEMU_SIM_AS_IS=1 builds the checkout as it is.
     local sim_src=$repo sim_target=$repo/target
-    sim_note="memenc-sim: the checkout's"
-    if [[ -z ${MEMENC_QEMU_SIM_AS_IS:-} ]] &&
-       (cd "$repo" && patch -p1 --dry-run -s -f <qemu/memenc-sim-end-guest.patch >/dev/null 2>&1); then
-        sim_src=$work/sim-src sim_target=$cache/sim-target
-        mkdir -p "$sim_src"
-        tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./fuzz/target -cf - . | tar -C "$sim_src" -xf -
-        (cd "$sim_src" && patch -p1 -s <"$repo/qemu/memenc-sim-end-guest.patch")
-        sim_note="memenc-sim: the checkout's + qemu/memenc-sim-end-guest.patch (finding F1)"
-    fi
-    log "$sim_note"
     timed memenc-sim bash -c "cd '$sim_src' && CARGO_TARGET_DIR='$sim_target' nice -n 10 cargo build -q --release -p memenc-sim"
     sim=$sim_target/release/memenc-sim
     [[ -x $sim ]] || die "no $sim"
@@ -366,10 +351,10 @@ launch() { # version build tech vcpus kern
             obj=sev-snp-guest,id=cg0,cbitpos=0,reduced-phys-bits=1
             [[ $kern == 1 ]] && obj+=,kernel-hashes=on ;;
         tdx)
-            # guest-phys-bits=48: TDX's INIT_VM takes the GPAW from CPUID 0x80000008
-            # EAX[23:16] and must be 48 or 52; with -cpu host QEMU copies this machine's
-            # KVM_GET_SUPPORTED_CPUID there (0 here; finding F5).
-            prof=tdx@6.19 cpu=host,-arch-capabilities,guest-phys-bits=48 ovmf=$ovmf_tdx
+            # -cpu host: QEMU refuses named models for TDX; -arch-capabilities: this kvm_pvm
+            # machine refuses MSR 0x10a. The GPAW QEMU copies from KVM_GET_SUPPORTED_CPUID is
+            # memenc-sim's tdx@6.19 answer (48), as on a TDX host.
+            prof=tdx@6.19 cpu=host,-arch-capabilities ovmf=$ovmf_tdx
             obj=tdx-guest,id=cg0 ;;
     esac
     machine=q35,confidential-guest-support=cg0
@@ -460,7 +445,6 @@ for v in $versions; do
         done
     fi
 done
-echo "$sim_note"
 echo "build times (s): $(tr '\n' ' ' <"$work/times")"
 echo "$passed passed, $failed failed"
 ((failed == 0))
