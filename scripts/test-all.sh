@@ -21,6 +21,11 @@
 #   valgrind-shared, valgrind-static   C tests and examples under valgrind memcheck
 #   hardware                           MEMENC_HW=1 only: the launch examples on this host's
 #                                      real SEV/SNP/TDX (skipped otherwise)
+#   qemu                               scripts/qemu-check.sh: Debian's QEMU 7.2 and 10.2 converted
+#                                      by qemu/memenc.cocci, built against memenc (static and
+#                                      shared) and unpatched, launched under memenc-sim; digests
+#                                      against sev-snp-measure (the longest suite: ~30 min cold,
+#                                      ~2 min with its cache; MEMENC_SKIP=qemu leaves it out)
 #
 # and ends with "N passed, N failed, N skipped" (suites). Exit status 1 if any suite failed.
 set -uo pipefail
@@ -164,6 +169,7 @@ suite valgrind-static bash scripts/memcheck.sh valgrind "$work/static"
 suite hardware hardware
 suite thread-check bash scripts/thread-check.sh
 suite fuzz-smoke bash scripts/fuzz-smoke.sh
+suite qemu bash scripts/qemu-check.sh
 
 say ""
 say "== summary (logs in $logs) =="
