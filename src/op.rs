@@ -94,7 +94,9 @@ pub fn dispatch_limited(fd: RawFd, input: &mem_enc_cmd, limit: Option<u32>) -> O
     }
     let vendor = host::vendor_of(fd);
     if input.flags != 0 {
-        return dispatch_flagged(fd, vendor, input, limit);
+        // Retries and CONTINUE rounds may fail on the way to a success: errno is kept there.
+        let outcome = host::keep_errno(|| dispatch_flagged(fd, vendor, input, limit));
+        return outcome;
     }
     let mut local = *input;
     let result = issue(fd, vendor, &mut local).map(|_| ());
@@ -156,14 +158,17 @@ fn issue(fd: RawFd, vendor: Vendor, cmd: &mut mem_enc_cmd) -> Result<i32, Errno>
     // which the kernel (or the model) validates exactly as for the caller's own ioctl.
     let raw = unsafe { host::ioctl(fd, KVM_MEMORY_ENCRYPT_OP, cmd as *mut mem_enc_cmd as u64) };
     if let Some(started) = traced {
-        trace::finish(
-            started,
-            fd,
-            vendor,
-            cmd.id,
-            raw,
-            status_of(vendor, cmd).raw(),
-        );
+        // The caller's hook may touch errno; the export's errno rule is kept for it.
+        host::keep_errno(|| {
+            trace::finish(
+                started,
+                fd,
+                vendor,
+                cmd.id,
+                raw,
+                status_of(vendor, cmd).raw(),
+            )
+        });
     }
     raw
 }

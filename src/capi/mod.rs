@@ -34,6 +34,20 @@ pub(crate) fn boundary(body: impl FnOnce() -> i32) -> i32 {
     r
 }
 
+/// [`boundary`] for an export whose successful path touches `errno` nowhere (every internal
+/// call that may fail and still lead to success keeps `errno` itself, see
+/// [`crate::host::keep_errno`]): only a failure writes it, so the common path reads no
+/// thread-local errno slot at all.
+#[inline]
+pub(crate) fn boundary_errno_on_failure(body: impl FnOnce() -> i32) -> i32 {
+    let r = catch_unwind(AssertUnwindSafe(body)).unwrap_or(-libc::ENOTRECOVERABLE);
+    if r < 0 {
+        // SAFETY: __errno_location() returns this thread's errno slot.
+        unsafe { *libc::__errno_location() = r.wrapping_neg() };
+    }
+    r
+}
+
 /// Like [`boundary`] for exports that return something other than an errno.
 pub(crate) fn boundary_or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)

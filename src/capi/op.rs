@@ -3,7 +3,7 @@
 use core::ffi::{c_char, c_int};
 use core::ptr;
 
-use super::{boundary, boundary_or, status};
+use super::{boundary, boundary_errno_on_failure, boundary_or, status};
 use crate::abi::mem_enc_cmd;
 use crate::errno;
 use crate::fwerr::{self, Stage};
@@ -56,12 +56,15 @@ use crate::vendor::Vendor;
 #[unsafe(no_mangle)]
 #[must_use]
 pub unsafe extern "C" fn mem_enc_op(fd: c_int, cmd: *mut mem_enc_cmd) -> c_int {
-    boundary(|| {
-        if cmd.is_null() {
+    if cmd.is_null() {
+        // The probe's EFAULT answer is a success: errno is kept by the general boundary.
+        return boundary(|| {
             let r = op::encryption_enabled(fd);
             fwerr::set_last_stage(Stage::of(r.is_ok(), fd >= 0, Vendor::None, 0));
-            return status(r);
-        }
+            status(r)
+        });
+    }
+    boundary_errno_on_failure(|| {
         // SAFETY: the caller guarantees 24 readable bytes at `cmd`; read once, any alignment.
         let input = unsafe { ptr::read_unaligned(cmd) };
         let outcome = op::dispatch(fd, &input);

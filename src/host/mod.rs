@@ -5,7 +5,7 @@
 
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::errno::Errno;
 use crate::vendor::Vendor;
@@ -35,10 +35,23 @@ pub trait Host: Sync {
 }
 
 static HOST: OnceLock<&'static dyn Host> = OnceLock::new();
+/// Whether [`HOST`] was ever set: one relaxed load on the common path (no route installed).
+static HOST_SET: AtomicBool = AtomicBool::new(false);
+
+#[inline]
+fn installed_host() -> Option<&'static dyn Host> {
+    if HOST_SET.load(Ordering::Relaxed) {
+        HOST.get().copied()
+    } else {
+        None
+    }
+}
 
 /// Installs the process's ioctl route, once: -EBUSY if one is installed already.
 pub fn set_host(host: &'static dyn Host) -> Result<(), Errno> {
-    HOST.set(host).map_err(|_| Errno(libc::EBUSY))
+    HOST.set(host).map_err(|_| Errno(libc::EBUSY))?;
+    HOST_SET.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// Whether a [`Host`] is installed.
@@ -65,7 +78,7 @@ pub fn installed_is(host: &'static dyn Host) -> bool {
 /// through it, exactly as for a raw `ioctl()`.
 #[inline]
 pub unsafe fn ioctl(fd: RawFd, request: u64, arg: u64) -> Result<i32, Errno> {
-    if let Some(host) = HOST.get() {
+    if let Some(host) = installed_host() {
         // SAFETY: the caller upholds this function's contract, which is the host's too.
         return unsafe { host.ioctl(fd, request, arg) };
     }
@@ -89,7 +102,7 @@ pub fn null_probe(fd: RawFd) -> Result<i32, Errno> {
 /// has one, else this host's, read once (see [`host_vendor`]).
 #[inline]
 pub fn vendor_of(fd: RawFd) -> Vendor {
-    if let Some(vendor) = HOST.get().and_then(|h| h.vendor(fd)) {
+    if let Some(vendor) = installed_host().and_then(|h| h.vendor(fd)) {
         return vendor;
     }
     host_vendor(fd)
@@ -98,17 +111,40 @@ pub fn vendor_of(fd: RawFd) -> Vendor {
 /// This host's vendor, read once per process: what KVM reports first (`KVM_CAP_VM_TYPES` on
 /// `fd`: TDX VMs mean Intel's numbering, SEV ones AMD's), so a simulated host of either vendor
 /// is believed on any machine; else the CPU's ([`cpu_vendor`]).
+#[inline]
 fn host_vendor(fd: RawFd) -> Vendor {
-    static CACHE: AtomicU8 = AtomicU8::new(0);
-    if let Some(v) = decode_vendor(CACHE.load(Ordering::Relaxed)) {
-        return v;
+    match decode_vendor(HOST_VENDOR.load(Ordering::Relaxed)) {
+        Some(v) => v,
+        None => learn_host_vendor(fd),
     }
+}
+
+/// The cached answer of [`host_vendor`] (0: not read yet).
+static HOST_VENDOR: AtomicU8 = AtomicU8::new(0);
+
+#[cold]
+#[inline(never)]
+fn learn_host_vendor(fd: RawFd) -> Vendor {
     let cap = crate::uapi::KVM_CAP_VM_TYPES;
     // SAFETY: KVM_CHECK_EXTENSION takes an immediate.
-    let types = unsafe { ioctl(fd, crate::uapi::KVM_CHECK_EXTENSION, cap) }.map_or(0, |t| t as u32);
+    let types = keep_errno(|| unsafe { ioctl(fd, crate::uapi::KVM_CHECK_EXTENSION, cap) })
+        .map_or(0, |t| t as u32);
     let vendor = vendor_from_vm_types(u64::from(types)).unwrap_or_else(cpu_vendor);
-    CACHE.store(encode_vendor(vendor), Ordering::Relaxed);
+    HOST_VENDOR.store(encode_vendor(vendor), Ordering::Relaxed);
     vendor
+}
+
+/// Runs `f` and puts `errno` back as it was: for calls whose failure is an answer (a probe),
+/// so a successful export leaves the caller's `errno` alone.
+pub fn keep_errno<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: __errno_location() returns this thread's errno slot, valid for its lifetime.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *slot };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { *slot = saved };
+    r
 }
 
 /// The vendor a `KVM_CAP_VM_TYPES` mask implies, if any.
