@@ -390,6 +390,7 @@ fn spec() -> Spec {
         notify_ioctls: vec![REQ_VALUE, REQ_WRITE, REQ_HOLD, REQ_IDENT, REQ_DUP],
         trace_ioctls: vec![FIONREAD, FIOCLEX],
         notify_workers: 1,
+        ..Spec::default()
     }
 }
 
