@@ -27,10 +27,10 @@
 //! flag is the original's, from /proc/TID/fdinfo), then `close(fd)`; the saved registers are
 //! restored with `rax` = the new descriptor. Both calls pass the filter (`ALLOW`). While this
 //! runs:
-//! * a signal-delivery stop (a signal arriving between the steps) is suppressed and the signal
-//!   queued again on the thread once the registers are restored: with its siginfo
-//!   (`rt_tgsigqueueinfo`) when its `si_code` is negative, else with `tgkill` (then
-//!   `si_code` is SI_TKILL and the sender the supervisor); it is then delivered normally;
+//! * a signal-delivery stop (a signal arriving between the steps) is suppressed, its siginfo
+//!   kept, and the signal sent again to the thread (`tgkill`) once the registers are restored;
+//!   at the signal-delivery stop that follows, the kept siginfo replaces the `tgkill` one
+//!   (PTRACE_SETSIGINFO), so the program's handler sees the original sender and `si_code`;
 //! * a group-stop is continued, as in the main loop;
 //! * the task may die at any step: its wait status is handed to the main loop's bookkeeping.
 //!
@@ -84,6 +84,9 @@ struct Task {
     fresh: bool,
     /// Resumed with PTRACE_SYSCALL for a `want_exit` call.
     want_exit: bool,
+    /// Signals suppressed during a descriptor move and sent again: their original siginfo,
+    /// restored at their next signal-delivery stop.
+    requeued: Vec<libc::siginfo_t>,
 }
 
 fn ptrace(req: libc::c_uint, pid: i32, addr: usize, data: usize) -> i64 {
@@ -270,8 +273,15 @@ fn cloexec(tid: i32, fd: i32) -> bool {
 
 /// Moves descriptor `fd` of `pid` (stopped at the exit stop of the call that returned it, with
 /// registers `saved`) to the lowest free number `>= min`; returns what the call now returns,
-/// or `Err(wait status)` if the task died meanwhile.
-fn replace_fd(pid: i32, saved: &libc::user_regs_struct, fd: i32, min: u32) -> Result<i64, i32> {
+/// or `Err(wait status)` if the task died meanwhile. Signals suppressed meanwhile are sent
+/// again and their siginfo appended to `requeued`.
+fn replace_fd(
+    pid: i32,
+    saved: &libc::user_regs_struct,
+    fd: i32,
+    min: u32,
+    requeued: &mut Vec<libc::siginfo_t>,
+) -> Result<i64, i32> {
     // The 2-byte `syscall` (0f 05) that made the call: re-executed for each injected call.
     // SAFETY: clearing errno before PEEKTEXT, whose result may legitimately be -1.
     unsafe { *libc::__errno_location() = 0 };
@@ -314,18 +324,11 @@ fn replace_fd(pid: i32, saved: &libc::user_regs_struct, fd: i32, min: u32) -> Re
     let mut done = *saved;
     done.rax = ret as u64;
     set_regs(pid, &done);
-    let tgid = tgid_of(pid);
+    let tgid = tgid_of(pid).unwrap_or(pid);
     for si in signals {
-        // SAFETY: plain system calls; `si` is a siginfo the kernel filled.
-        unsafe {
-            let queued = si.si_code < 0
-                && si.si_code != libc::SI_TKILL
-                && tgid.is_some_and(|g| {
-                    libc::syscall(libc::SYS_rt_tgsigqueueinfo, g, pid, si.si_signo, &si) == 0
-                });
-            if !queued {
-                libc::syscall(libc::SYS_tgkill, tgid.unwrap_or(pid), pid, si.si_signo);
-            }
+        // SAFETY: a plain system call with integer arguments.
+        if unsafe { libc::syscall(libc::SYS_tgkill, tgid, pid, si.si_signo) } == 0 {
+            requeued.push(si);
         }
     }
     Ok(ret)
@@ -357,7 +360,7 @@ pub(crate) fn trace(main: i32, handler: &dyn Handler) -> io::Result<i32> {
         }
         let task = tasks.entry(pid).or_insert(Task {
             fresh: true, // a new task reported before its parent's event
-            want_exit: false,
+            ..Task::default()
         });
         let sig = libc::WSTOPSIG(st);
         let event = (st >> 16) & 0xff;
@@ -369,7 +372,7 @@ pub(crate) fn trace(main: i32, handler: &dyn Handler) -> io::Result<i32> {
                     let ret = regs.rax as i64;
                     let ret = match handler.trace_exit_action(pid, ret) {
                         TraceExit::ReplaceFd { min } if (0..i64::from(min)).contains(&ret) => {
-                            match replace_fd(pid, &regs, ret as i32, min) {
+                            match replace_fd(pid, &regs, ret as i32, min, &mut task.requeued) {
                                 Ok(r) => r,
                                 Err(st) => {
                                     handler.trace_exit(pid, -i64::from(libc::ESRCH));
@@ -393,7 +396,7 @@ pub(crate) fn trace(main: i32, handler: &dyn Handler) -> io::Result<i32> {
                     if let Some(new) = new {
                         tasks.entry(new as i32).or_insert(Task {
                             fresh: true,
-                            want_exit: false,
+                            ..Task::default()
                         });
                     }
                 }
@@ -414,6 +417,10 @@ pub(crate) fn trace(main: i32, handler: &dyn Handler) -> io::Result<i32> {
         } else if is_group_stop(pid) {
             resume(pid, task, 0);
         } else {
+            if let Some(i) = task.requeued.iter().position(|si| si.si_signo == sig) {
+                let si = task.requeued.remove(i);
+                ptrace(libc::PTRACE_SETSIGINFO, pid, 0, &si as *const _ as usize);
+            }
             resume(pid, task, sig);
         }
     }
