@@ -21,10 +21,12 @@ fn sources() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests-c")
 }
 
+/// The compiled programs so far: name, then the executable or why there is none.
+type Built = std::sync::Mutex<Vec<(&'static str, Result<PathBuf, String>)>>;
+
 /// Compiles `name`.c once; `None` (SKIPPED printed) without /dev/kvm or cc.
 fn program(name: &'static str) -> Option<PathBuf> {
-    static BUILT: OnceLock<std::sync::Mutex<Vec<(&'static str, Result<PathBuf, String>)>>> =
-        OnceLock::new();
+    static BUILT: OnceLock<Built> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
     let found = built
