@@ -390,6 +390,7 @@ fn spec() -> Spec {
         notify_ioctls: vec![REQ_VALUE, REQ_WRITE, REQ_HOLD, REQ_IDENT, REQ_DUP],
         trace_ioctls: vec![FIONREAD, FIOCLEX],
         notify_workers: 1,
+        ..Spec::default()
     }
 }
 
@@ -568,6 +569,245 @@ fn leftover_children_are_killed() {
     assert!(
         t0.elapsed() < Duration::from_secs(20),
         "waited for the background child"
+    );
+}
+
+// ---- TraceExit::ReplaceFd and Spec::notify_ioctls_fd_at_least ---------------------------
+
+/// `NS_GET_USERNS` (`_IO(0xb7, 1)`): an ioctl that returns a new descriptor (the owning user
+/// namespace of a namespace file) without privileges or KVM; traced, and its result moved.
+const NS_GET_USERNS: u32 = 0xb701;
+/// Notified only on descriptors >= `MOVE_MIN`; answered with the descriptor number.
+const REQ_GATED: u32 = 0x4D06;
+const MOVE_MIN: u32 = 200;
+
+const MOVE_C: &str = r#"#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define NS_GET_USERNS 0xb701u
+#define REQ_GATED 0x4D06u
+static int min, fails;
+#define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, "move: FAIL line %d: ", __LINE__); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); __atomic_add_fetch(&fails, 1, __ATOMIC_RELAXED); } } while (0)
+
+static int open_fds(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static void *moves(void *arg) {
+    int rounds = (int)(long)arg;
+    int ns = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
+    CHECK(ns >= 0 && ns < min, "ns fd %d", ns);
+    for (int k = 0; k < rounds; k++) {
+        int fd;
+        do fd = ioctl(ns, NS_GET_USERNS); while (fd < 0 && errno == EINTR);
+        CHECK(fd >= min, "moved fd %d >= %d (errno %d)", fd, min, errno);
+        if (fd < 0) continue;
+        CHECK(fcntl(fd, F_GETFD) == FD_CLOEXEC, "close-on-exec kept");
+        char link[64], path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        link[n > 0 ? n : 0] = 0;
+        CHECK(!strncmp(link, "user:[", 6), "fd %d is %s", fd, link);
+        /* the gate: notified at or above min, not below, not for a negative fd */
+        CHECK(ioctl(fd, REQ_GATED) == fd, "gated request on %d notified", fd);
+        long hi = syscall(SYS_ioctl, (1ul << 32) | (unsigned)ns, (unsigned long)REQ_GATED, 0);
+        CHECK(hi == -1 && errno == ENOTTY, "gated request on low fd %d (high word set) not notified: %ld errno %d", ns, hi, errno);
+        CHECK(ioctl(-1, REQ_GATED) == -1 && errno == EBADF, "gated request on -1 not notified: errno %d", errno);
+        close(fd);
+    }
+    close(ns);
+    return NULL;
+}
+
+static volatile sig_atomic_t alarms, foreign;
+/* ITIMER_REAL sends SIGALRM with SI_KERNEL: a signal re-sent after a descriptor move must
+ * arrive with its original siginfo. */
+static void on_alarm(int s, siginfo_t *si, void *uc) { (void)s; (void)uc; alarms++; if (si->si_code != SI_KERNEL) foreign++; }
+
+int main(int argc, char **argv) {
+    setvbuf(stderr, 0, _IONBF, 0);
+    if (argc < 3) return 2;
+    const char *m = argv[1];
+    min = atoi(argv[2]);
+    int before = open_fds();
+    if (!strcmp(m, "basic")) moves((void *)50l);
+    else if (!strcmp(m, "threads")) {
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) pthread_create(&t[i], 0, moves, (void *)200l);
+        for (int i = 0; i < 4; i++) pthread_join(t[i], 0);
+    } else if (!strcmp(m, "signals")) {
+        struct sigaction sa = {0};
+        sa.sa_sigaction = on_alarm;
+        sa.sa_flags = SA_RESTART | SA_SIGINFO;
+        sigaction(SIGALRM, &sa, 0);
+        struct itimerval it = {{0, 50}, {0, 50}};
+        setitimer(ITIMER_REAL, &it, 0);
+        moves((void *)300l);
+        struct itimerval off = {{0, 0}, {0, 0}};
+        setitimer(ITIMER_REAL, &off, 0);
+        CHECK(alarms > 0, "signals arrived");
+        CHECK(foreign == 0, "%d of %d signals lost their siginfo", (int)foreign, (int)alarms);
+        fprintf(stderr, "move: %d signals\n", (int)alarms);
+    } else if (!strcmp(m, "nolimit")) {
+        int ns = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
+        struct rlimit was, low;
+        getrlimit(RLIMIT_NOFILE, &was);
+        low = was;
+        low.rlim_cur = (rlim_t)min;
+        setrlimit(RLIMIT_NOFILE, &low);
+        int n0 = open_fds();
+        errno = 0;
+        int fd = ioctl(ns, NS_GET_USERNS);
+        CHECK(fd == -1 && errno == EMFILE, "no room at or above %d: %d errno %d", min, fd, errno);
+        CHECK(open_fds() == n0, "nothing left behind: %d -> %d", n0, open_fds());
+        setrlimit(RLIMIT_NOFILE, &was);
+        fd = ioctl(ns, NS_GET_USERNS);
+        CHECK(fd >= min, "room again: %d", fd);
+        close(fd);
+        close(ns);
+    } else return 2;
+    CHECK(open_fds() == before, "no descriptor leaked: %d -> %d", before, open_fds());
+    return fails ? 1 : 0;
+}
+"#;
+
+fn move_prog() -> Option<&'static PathBuf> {
+    static P: OnceLock<Option<PathBuf>> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("supervisor_mechanism");
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let src = dir.join("move.c");
+        std::fs::write(&src, MOVE_C).expect("write move.c");
+        let out = dir.join("move");
+        match std::process::Command::new("cc")
+            .args(["-O1", "-pthread", "-Wall", "-Werror", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+        {
+            Ok(s) if s.success() => Some(out),
+            Ok(s) => panic!("cc failed: {s}"),
+            Err(e) => {
+                eprintln!("SKIPPED: no C compiler (`cc`: {e})");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+#[derive(Default)]
+struct MoveHandler {
+    gated: AtomicU32,
+    exits: Mutex<Vec<i64>>,
+}
+
+impl Handler for MoveHandler {
+    fn notify(&self, n: &Notification, _t: &Target<'_>) -> Reply {
+        if n.nr == libc::SYS_ioctl && n.args[1] as u32 == REQ_GATED {
+            self.gated.fetch_add(1, Ordering::Relaxed);
+            return Reply::Value(i64::from(n.args[0] as i32));
+        }
+        Reply::Continue
+    }
+
+    fn trace_entry(&self, _tid: i32, _nr: i64, _args: [u64; 6]) -> TraceAction {
+        TraceAction::Run {
+            args: None,
+            want_exit: true,
+        }
+    }
+
+    fn trace_exit_action(&self, _tid: i32, _ret: i64) -> supervisor::TraceExit {
+        supervisor::TraceExit::ReplaceFd { min: MOVE_MIN }
+    }
+
+    fn trace_exit(&self, _tid: i32, ret: i64) {
+        self.exits.lock().expect("lock").push(ret);
+    }
+}
+
+fn run_move(mode: &str) -> Arc<MoveHandler> {
+    let p = move_prog().expect("compiled");
+    let h = Arc::new(MoveHandler::default());
+    let spec = Spec {
+        trace_ioctls: vec![NS_GET_USERNS],
+        notify_ioctls_fd_at_least: (MOVE_MIN, vec![REQ_GATED]),
+        ..Spec::default()
+    };
+    let args = [OsString::from(mode), OsString::from(MOVE_MIN.to_string())];
+    let r = supervisor::run(p.as_os_str(), &args, &spec, h.clone());
+    assert_eq!(
+        r.expect("run"),
+        0,
+        "{mode}: the program's checks (its stderr)"
+    );
+    h
+}
+
+#[test]
+fn replace_fd_moves_a_returned_descriptor_and_the_gate_sees_only_high_ones() {
+    if move_prog().is_none() {
+        return;
+    }
+    let h = run_move("basic");
+    let exits = h.exits.lock().expect("lock").clone();
+    assert_eq!(exits.len(), 50);
+    assert!(
+        exits.iter().all(|&fd| fd >= i64::from(MOVE_MIN)),
+        "{exits:?}"
+    );
+    // Only the calls on moved (high) descriptors were notified.
+    assert_eq!(h.gated.load(Ordering::Relaxed), 50);
+}
+
+#[test]
+fn replace_fd_in_threads_and_under_a_signal_storm() {
+    if move_prog().is_none() {
+        return;
+    }
+    let h = run_move("threads");
+    assert_eq!(h.exits.lock().expect("lock").len(), 4 * 200);
+    assert_eq!(h.gated.load(Ordering::Relaxed), 4 * 200);
+    let h = run_move("signals");
+    let exits = h.exits.lock().expect("lock").clone();
+    // A signal may restart an ioctl (-ERESTARTSYS..): those exits are not descriptors.
+    let fds: Vec<_> = exits.iter().filter(|&&r| r >= 0).collect();
+    assert_eq!(
+        fds.len(),
+        300,
+        "{:?}",
+        exits.iter().filter(|&&r| r < 0).collect::<Vec<_>>()
+    );
+    assert!(fds.iter().all(|&&fd| fd >= i64::from(MOVE_MIN)));
+    assert_eq!(h.gated.load(Ordering::Relaxed), 300);
+}
+
+#[test]
+fn replace_fd_without_room_fails_the_call_with_emfile() {
+    if move_prog().is_none() {
+        return;
+    }
+    let h = run_move("nolimit");
+    assert_eq!(
+        *h.exits.lock().expect("lock"),
+        vec![-i64::from(libc::EMFILE), i64::from(MOVE_MIN)]
     );
 }
 

@@ -17,13 +17,25 @@
 //! A descriptor of the program is matched to a model object by `kcmp` against the
 //! supervisor's own duplicate of each file it learnt, so a dup() in the program is the same
 //! object, and a reused number is not.
+//!
+//! Hot calls stay unnotified where no simulation needs them: KVM_RUN and the vCPU register
+//! setters matter only on vCPUs of confidential VMs, but BPF sees numbers, not objects. So
+//! every vCPU of a VM the model treats as confidential (a confidential type, or a default VM
+//! after KVM_SEV_INIT / KVM_SEV_ES_INIT, which the kernel and the model refuse once vCPUs
+//! exist) is moved, at its KVM_CREATE_VCPU exit stop, to a descriptor number `>= fd_base`
+//! ([`crate::supervisor::fd_base`]: half the soft RLIMIT_NOFILE, at most 4096, 0 if tiny),
+//! and the filter notifies those requests only on descriptors `>= fd_base`. A plain VM's
+//! vCPUs keep their low numbers and run at the price of an unmatched call. If no number
+//! `>= fd_base` is free (the program lowered its limit), that KVM_CREATE_VCPU fails with
+//! EMFILE rather than leave a confidential vCPU the filter cannot see. A program that dup2()s
+//! a confidential vCPU to a low number would run it unseen (no VMM does).
 
 mod task;
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use memenc::Errno;
@@ -34,7 +46,7 @@ use crate::model::profile::{Backend, Profile};
 use crate::model::registry::{self, Object, Resolve, VmRef};
 use crate::model::report::{self, VmReport};
 use crate::model::{kvm, psp, target, user};
-use crate::supervisor::{Handler, Notification, Reply, Spec, Target, TraceAction};
+use crate::supervisor::{self, Handler, Notification, Reply, Spec, Target, TraceAction, TraceExit};
 
 /// Capabilities whose answer is the profile's, not this machine's: the rest of
 /// KVM_CHECK_EXTENSION is the real kernel's.
@@ -124,6 +136,11 @@ pub struct Hybrid {
     /// answer (KVM ties only VM and vCPU ioctls to their creator).
     kvm: Option<std::fs::File>,
     report: Option<std::path::PathBuf>,
+    /// Descriptor numbers from here up are confidential vCPUs' (0: every descriptor is gated
+    /// as one, the fallback for a tiny RLIMIT_NOFILE).
+    fd_base: u32,
+    /// Notifications seen: KVM_RUN, and the vCPU register setters (for the report).
+    notified: [AtomicU64; 2],
 }
 
 /// What a program descriptor resolves to, for the model, during one call of thread `tid`.
@@ -182,7 +199,16 @@ impl Hybrid {
                 .open("/dev/kvm")
                 .ok(),
             report,
+            fd_base: supervisor::fd_base(),
+            notified: Default::default(),
         }
+    }
+
+    /// Whether the model treats the VM of entry `vm` as confidential (its vCPUs are moved
+    /// above `fd_base` and their KVM_RUN and setters notified).
+    fn confidential_vm(state: &State, vm: usize) -> bool {
+        let vm = registry::lock(&state.vms[vm].model);
+        vm.vm_type != KVM_X86_DEFAULT_VM || vm.sev.active
     }
 
     /// What the program's filter sends here.
@@ -201,10 +227,12 @@ impl Hybrid {
             KVM_SET_TSC_KHZ,
         ];
         let confidential = self.profile.backend != Backend::None;
+        let mut gated = Vec::new();
         if confidential {
-            // Only where a confidential VM can exist: plain VMs on a `none` host pay nothing.
-            notify.extend_from_slice(&VCPU_SETTERS);
-            notify.push(KVM_RUN);
+            // Only where a confidential VM can exist (plain VMs on a `none` host pay nothing),
+            // and only on confidential vCPUs' descriptors (moved to >= fd_base).
+            gated.push(KVM_RUN as u32);
+            gated.extend(VCPU_SETTERS.iter().map(|&r| r as u32));
         }
         let sev = self.profile.sev.is_some();
         if sev {
@@ -220,8 +248,14 @@ impl Hybrid {
                 .iter()
                 .map(|&r| r as u32)
                 .collect(),
+            notify_ioctls_fd_at_least: (self.fd_base, gated),
             ..Spec::default()
         }
+    }
+
+    /// The descriptor base the filter gates KVM_RUN and the vCPU setters on.
+    pub fn fd_base(&self) -> u32 {
+        self.fd_base
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -525,7 +559,17 @@ impl Hybrid {
         let Some(path) = &self.report else {
             return;
         };
-        let text = json(&name, &reports);
+        let notified = [
+            ("KVM_RUN", &self.notified[0]),
+            ("vcpu_setters", &self.notified[1]),
+        ]
+        .map(|(k, v)| format!("\"{k}\": {}", v.load(Ordering::Relaxed)))
+        .join(", ");
+        let extra = format!(
+            "  \"vcpu_fd_base\": {},\n  \"notified\": {{{notified}}},\n",
+            self.fd_base
+        );
+        let text = json(&name, &reports, &extra);
         let written = std::fs::File::create(path).and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = written {
             eprintln!(
@@ -539,6 +583,15 @@ impl Hybrid {
 impl Handler for Hybrid {
     fn notify(&self, n: &Notification, t: &Target<'_>) -> Reply {
         if n.nr == libc::SYS_ioctl {
+            let request = n.args[1] & 0xffff_ffff;
+            let hot = if request == KVM_RUN {
+                Some(0)
+            } else {
+                VCPU_SETTERS.contains(&request).then_some(1)
+            };
+            if let Some(i) = hot {
+                self.notified[i].fetch_add(1, Ordering::Relaxed);
+            }
             self.ioctl(n, t)
         } else {
             self.open(n, t)
@@ -604,11 +657,40 @@ impl Handler for Hybrid {
         }
     }
 
+    fn trace_exit_action(&self, tid: i32, _ret: i64) -> TraceExit {
+        let state = self.lock();
+        match state.pending.get(&tid) {
+            Some(Pending::Vcpu { vm, .. })
+                if self.fd_base > 0 && Self::confidential_vm(&state, *vm) =>
+            {
+                TraceExit::ReplaceFd { min: self.fd_base }
+            }
+            _ => TraceExit::Keep,
+        }
+    }
+
     fn trace_exit(&self, tid: i32, ret: i64) {
         let mut state = self.lock();
         let Some(pending) = state.pending.remove(&tid) else {
             return;
         };
+        if let Pending::Vcpu { vm, .. } = pending {
+            let base = i64::from(self.fd_base);
+            if Self::confidential_vm(&state, vm) {
+                if ret == -i64::from(libc::EMFILE) && base > 0 {
+                    eprintln!(
+                        "memenc-sim: KVM_CREATE_VCPU of a confidential VM fails with EMFILE: no \
+                         descriptor free at or above {base} (RLIMIT_NOFILE lowered?), where \
+                         the filter sees its KVM_RUN and register setters"
+                    );
+                } else if (0..base).contains(&ret) {
+                    eprintln!(
+                        "memenc-sim: a confidential vCPU kept descriptor {ret} (< {base}): its \
+                         KVM_RUN and register setters are not seen"
+                    );
+                }
+            }
+        }
         let file = if ret >= 0 {
             task::dup_fd(tid, ret as RawFd).ok()
         } else {
@@ -662,8 +744,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The report: `{"profile": ..., "simulated": true, "vms": [...]}`.
-fn json(profile: &str, reports: &[VmReport]) -> String {
+/// The report: `{"profile": ..., "simulated": true, <extra>"vms": [...]}`; `extra`: more
+/// top-level members, each line ending in `,\n`.
+fn json(profile: &str, reports: &[VmReport], extra: &str) -> String {
     let mut vms = Vec::new();
     for r in reports {
         let mut fields = vec![
@@ -681,7 +764,7 @@ fn json(profile: &str, reports: &[VmReport]) -> String {
         vms.push(format!("    {{{}}}", fields.join(", ")));
     }
     format!(
-        "{{\n  \"profile\": \"{profile}\",\n  \"simulated\": true,\n  \"vms\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"profile\": \"{profile}\",\n  \"simulated\": true,\n{extra}  \"vms\": [\n{}\n  ]\n}}\n",
         vms.join(",\n")
     )
 }

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use filter::Spec;
 pub use notify::{Notification, Reply};
 pub use target::Target;
-pub use tracer::TraceAction;
+pub use tracer::{TraceAction, TraceExit};
 
 /// The simulation plugged into the mechanism.
 pub trait Handler: Send + Sync {
@@ -50,8 +50,43 @@ pub trait Handler: Send + Sync {
     /// `-ERESTARTSYS` and friends (512..=516) if a signal interrupted it, and it will then be
     /// issued again, through `trace_entry` again).
     fn trace_exit(&self, _tid: i32, _ret: i64) {}
+    /// Called at the exit stop of a `want_exit` call before [`Handler::trace_exit`], with the
+    /// same result: may ask for a returned descriptor to be moved to a high number
+    /// ([`TraceExit::ReplaceFd`]); `trace_exit` then sees the result the program will see
+    /// (the new number, `-EMFILE` if no number `>= min` was free, or `-ESRCH` if the task died
+    /// meanwhile). Default: [`TraceExit::Keep`].
+    fn trace_exit_action(&self, _tid: i32, _ret: i64) -> TraceExit {
+        TraceExit::Keep
+    }
     /// Once, after the program and all its tasks have gone and no handler call is running.
     fn exit(&self) {}
+}
+
+/// The descriptor base for [`Spec::notify_ioctls_fd_at_least`] in a program started now:
+/// [`fd_base_for_limit`] of this process's RLIMIT_NOFILE soft limit, which the program
+/// inherits (it may raise it later; that only adds room above the base).
+pub fn fd_base() -> u32 {
+    // SAFETY: an all-zero rlimit is valid plain data; getrlimit fills it.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    fd_base_for_limit(lim.rlim_cur)
+}
+
+/// The base rule: half the soft descriptor limit, at most 4096, or 0 (gate everything: slower,
+/// still correct) if that would be below 256.
+///
+/// Why half: descriptors below the base are the program's own (it allocates lowest-first, so
+/// it reaches the base only after `base` descriptors, and then its calls are merely
+/// notified: slower, never wrong); the other half is room for moved descriptors (with the
+/// default soft limit of 1024: 512 of each; `soft - 64` would cap a VMM at 64 moved ones).
+/// Why at most 4096: the kernel grows a process's descriptor table to the highest number in
+/// use, so a base near a soft limit of 1 Mi would cost the program an 8 MiB table.
+pub fn fd_base_for_limit(soft: u64) -> u32 {
+    let half = (soft / 2).min(4096) as u32;
+    if half < 256 { 0 } else { half }
 }
 
 /// Runs `program args...` under the filter built from `spec`, serving it with `handler`, and
