@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0 OR MIT
-# Benchmarks of memenc-sim's system-call boundary (not tests; results go to /work/notes/sim-bench.md
-# and BENCHMARKS.md). Run from anywhere: sim/benches/boundary.sh [boundary|launch|all]
+# Benchmarks of memenc-sim's system-call boundary (not tests; results go to
+# BENCHMARKS.md). Run from anywhere: sim/benches/boundary.sh [boundary|launch|all]
 #
 #  boundary  per-call costs: three copies of tests-c/bench-boundary.c in lock step (a token
 #            goes round a ring of FIFOs; only its holder runs a batch): plain, under
