@@ -1,6 +1,6 @@
 //! The library against a scripted [`memenc::Host`] installed once for this test binary: which
 //! ioctls memenc issues (and how often) for inputs whose kernel answer is known from the
-//! kernel sources (audit items A1 and A4, /work/shared/research/kernel-audit.md section (a)).
+//! kernel sources (audit items A1 and A4 of the kernel audit, section (a); TESTING.md has the table).
 //! Each test uses its own descriptor number, so the tests may run in parallel.
 
 use std::collections::BTreeMap as HashMap;
