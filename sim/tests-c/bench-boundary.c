@@ -37,17 +37,7 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
-#define X_KVM_CAP_VM_TYPES 235
-#define X_KVM_X86_SEV_ES_VM 3
-#define X_KVM_SEV_INIT2 22
-
-struct x_kvm_sev_init {
-    uint64_t vmsa_features;
-    uint32_t flags;
-    uint16_t ghcb_version;
-    uint16_t pad1;
-    uint32_t pad2[8];
-};
+#include "kvm-uapi.h"
 
 enum { OP_VM_TYPES, OP_USER_MEM, OP_ENCRYPT, OP_API, OP_GETPPID, OP_RUN, NOPS };
 static const char *const names[NOPS] = {"check_ext_vm_types", "check_ext_user_mem", "encrypt_op",

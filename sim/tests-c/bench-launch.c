@@ -28,95 +28,9 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
+#include "kvm-uapi.h"
+
 #define PAGE 4096ull
-
-/* ---- uAPI newer than some systems' headers ------------------------------------------------ */
-#define X_KVM_X86_SNP_VM 4
-#define X_KVM_X86_TDX_VM 5
-#define X_KVM_SEV_INIT2 22
-#define X_KVM_SEV_SNP_LAUNCH_START 100
-#define X_KVM_SEV_SNP_LAUNCH_UPDATE 101
-#define X_PAGE_TYPE_NORMAL 1
-#define X_KVM_MEM_GUEST_MEMFD (1u << 2)
-#define X_KVM_MEMORY_ATTRIBUTE_PRIVATE (1ull << 3)
-#define X_KVM_TDX_INIT_VM 1
-#define X_KVM_TDX_INIT_VCPU 2
-#define X_KVM_TDX_INIT_MEM_REGION 3
-#define X_KVM_TDX_MEASURE_MEMORY_REGION 1u
-#define X_TDX_ATTR_SEPT_VE_DISABLE (1ull << 28)
-
-struct x_kvm_sev_init {
-    uint64_t vmsa_features;
-    uint32_t flags;
-    uint16_t ghcb_version;
-    uint16_t pad1;
-    uint32_t pad2[8];
-};
-struct x_kvm_sev_snp_launch_start {
-    uint64_t policy;
-    uint8_t gosvw[16];
-    uint16_t flags;
-    uint8_t pad0[6];
-    uint64_t pad1[4];
-};
-struct x_kvm_sev_snp_launch_update {
-    uint64_t gfn_start;
-    uint64_t uaddr;
-    uint64_t len;
-    uint8_t type;
-    uint8_t pad0;
-    uint16_t flags;
-    uint32_t pad1;
-    uint64_t pad2[4];
-};
-struct x_kvm_create_guest_memfd {
-    uint64_t size;
-    uint64_t flags;
-    uint64_t reserved[6];
-};
-struct x_kvm_userspace_memory_region2 {
-    uint32_t slot;
-    uint32_t flags;
-    uint64_t guest_phys_addr;
-    uint64_t memory_size;
-    uint64_t userspace_addr;
-    uint64_t guest_memfd_offset;
-    uint32_t guest_memfd;
-    uint32_t pad1;
-    uint64_t pad2[14];
-};
-struct x_kvm_memory_attributes {
-    uint64_t address;
-    uint64_t size;
-    uint64_t attributes;
-    uint64_t flags;
-};
-struct x_kvm_tdx_cmd {
-    uint32_t id;
-    uint32_t flags;
-    uint64_t data;
-    uint64_t hw_error;
-};
-struct x_kvm_tdx_init_vm {
-    uint64_t attributes;
-    uint64_t xfam;
-    uint64_t mrconfigid[6];
-    uint64_t mrowner[6];
-    uint64_t mrownerconfig[6];
-    uint64_t reserved[12];
-    struct kvm_cpuid2 cpuid; /* nent entries follow */
-};
-struct x_kvm_tdx_init_mem_region {
-    uint64_t source_addr;
-    uint64_t gpa;
-    uint64_t nr_pages;
-};
-#define X_KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct x_kvm_create_guest_memfd)
-#define X_KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct x_kvm_userspace_memory_region2)
-#define X_KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct x_kvm_memory_attributes)
-
-_Static_assert(sizeof(struct x_kvm_tdx_init_vm) == 264, "kvm_tdx_init_vm");
-_Static_assert(sizeof(struct x_kvm_sev_snp_launch_update) == 64, "snp_launch_update");
 
 static void die(const char *what)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 OR MIT */
 /*
  * A broad list of KVM calls by a program that knows nothing of memenc (raw ioctl() with
- * <linux/kvm.h>'s types, and the newer uAPI spelled out below where this system's headers
+ * <linux/kvm.h>'s types, and the newer uAPI from kvm-uapi.h where this system's headers
  * predate it), one output line per call: its result (value, or -1 and errno) and the bytes the
  * kernel wrote back. sim/tests/differential_none.rs runs it on the real /dev/kvm and under
  * `memenc-sim run --profile none` and compares the two outputs line by line: on a host without
@@ -26,60 +26,9 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
+#include "kvm-uapi.h"
+
 #define PAGE 4096u
-
-/* ---- uAPI newer than some systems' headers (include/uapi/linux/kvm.h, asm/kvm.h) ---- */
-#define X_KVM_CAP_USER_MEMORY2 231
-#define X_KVM_CAP_MEMORY_FAULT_INFO 232
-#define X_KVM_CAP_MEMORY_ATTRIBUTES 233
-#define X_KVM_CAP_GUEST_MEMFD 234
-#define X_KVM_CAP_VM_TYPES 235
-#define X_KVM_CAP_GUEST_MEMFD_FLAGS 244
-#define X_KVM_X86_GRP_SEV 1
-#define X_KVM_SEV_INIT2 22
-#define X_KVM_MEM_GUEST_MEMFD (1u << 2)
-#define X_KVM_MEMORY_ATTRIBUTE_PRIVATE (1ull << 3)
-#define X_GUEST_MEMFD_FLAG_MMAP (1ull << 0)
-#define X_GUEST_MEMFD_FLAG_INIT_SHARED (1ull << 1)
-
-struct x_kvm_create_guest_memfd {
-    uint64_t size;
-    uint64_t flags;
-    uint64_t reserved[6];
-};
-struct x_kvm_userspace_memory_region2 {
-    uint32_t slot;
-    uint32_t flags;
-    uint64_t guest_phys_addr;
-    uint64_t memory_size;
-    uint64_t userspace_addr;
-    uint64_t guest_memfd_offset;
-    uint32_t guest_memfd;
-    uint32_t pad1;
-    uint64_t pad2[14];
-};
-struct x_kvm_memory_attributes {
-    uint64_t address;
-    uint64_t size;
-    uint64_t attributes;
-    uint64_t flags;
-};
-/* kvm_device_attr exists in 6.1 headers; spelled out so older ones build too. */
-struct x_kvm_device_attr {
-    uint32_t flags;
-    uint32_t group;
-    uint64_t attr;
-    uint64_t addr;
-};
-#define X_KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct x_kvm_create_guest_memfd)
-#define X_KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct x_kvm_userspace_memory_region2)
-#define X_KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct x_kvm_memory_attributes)
-#define X_KVM_GET_DEVICE_ATTR _IOW(KVMIO, 0xe2, struct x_kvm_device_attr)
-#define X_KVM_HAS_DEVICE_ATTR _IOW(KVMIO, 0xe3, struct x_kvm_device_attr)
-
-_Static_assert(sizeof(struct x_kvm_create_guest_memfd) == 64, "kvm_create_guest_memfd");
-_Static_assert(sizeof(struct x_kvm_userspace_memory_region2) == 160, "region2");
-_Static_assert(sizeof(struct kvm_sev_cmd) == 24, "kvm_sev_cmd");
 
 /* ---- output ------------------------------------------------------------------------------ */
 

@@ -37,40 +37,7 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
-#define X_KVM_X86_SNP_VM 4
-#define X_KVM_SEV_INIT2 22
-#define X_KVM_SEV_SNP_LAUNCH_START 100
-#define X_KVM_SEV_SNP_LAUNCH_FINISH 102
-#define X_KVM_EXIT_SYSTEM_EVENT 24
-
-struct x_kvm_sev_init {
-    uint64_t vmsa_features;
-    uint32_t flags;
-    uint16_t ghcb_version;
-    uint16_t pad1;
-    uint32_t pad2[8];
-};
-struct x_kvm_sev_snp_launch_start {
-    uint64_t policy;
-    uint8_t gosvw[16];
-    uint16_t flags;
-    uint8_t pad0[6];
-    uint64_t pad1[4];
-};
-struct x_kvm_sev_snp_launch_finish {
-    uint64_t id_block_uaddr;
-    uint64_t id_auth_uaddr;
-    uint8_t id_block_en;
-    uint8_t auth_key_en;
-    uint8_t vcek_disabled;
-    uint8_t host_data[32];
-    uint8_t pad0[3];
-    uint16_t flags;
-    uint64_t pad1[4];
-};
-_Static_assert(sizeof(struct x_kvm_sev_init) == 48, "kvm_sev_init");
-_Static_assert(sizeof(struct x_kvm_sev_snp_launch_start) == 64, "snp_launch_start");
-_Static_assert(sizeof(struct x_kvm_sev_snp_launch_finish) == 88, "snp_launch_finish");
+#include "kvm-uapi.h"
 
 static int kvm, mmap_size, fails;
 static volatile sig_atomic_t signals_seen;

@@ -2,7 +2,7 @@
 /*
  * A confidential launch by a program that knows nothing of memenc: raw ioctl() on /dev/kvm,
  * the VM, its vCPUs and /dev/sev, with <linux/kvm.h>'s types (and, where this system's headers
- * predate them, the kernel's newer uAPI structs spelled out below). It is what memenc-sim must
+ * predate them, the kernel's newer uAPI structs from kvm-uapi.h). It is what memenc-sim must
  * serve like a real host; its launch digest is checked against sev-snp-measure's
  * (sim/tests-c/expected-digest.py) by sim/tests/raw_launch.rs.
  *
@@ -39,6 +39,8 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
+#include "kvm-uapi.h"
+
 #define PAGE 4096u
 #define VCPU_SIG 0x00800f12u /* EPYC-v4: CPUID.1.EAX */
 #define BSP_EIP 0xfffffff0u
@@ -46,86 +48,6 @@
 #define POLICY_SNP 0x30000ull /* SMT allowed, reserved bit 17 */
 #define POLICY_ES 0x5u        /* NODBG | ES */
 
-/* ---- uAPI newer than some systems' headers (include/uapi/linux/kvm.h, asm/kvm.h) ---- */
-#define X_KVM_X86_SEV_ES_VM 3
-#define X_KVM_X86_SNP_VM 4
-#define X_KVM_SEV_INIT2 22
-#define X_KVM_SEV_SNP_LAUNCH_START 100
-#define X_KVM_SEV_SNP_LAUNCH_UPDATE 101
-#define X_KVM_SEV_SNP_LAUNCH_FINISH 102
-#define X_PAGE_TYPE_NORMAL 1
-#define X_PAGE_TYPE_ZERO 3
-#define X_PAGE_TYPE_SECRETS 5
-#define X_PAGE_TYPE_CPUID 6
-#define X_KVM_MEM_GUEST_MEMFD (1u << 2)
-#define X_KVM_MEMORY_ATTRIBUTE_PRIVATE (1ull << 3)
-
-struct x_kvm_sev_init {
-    uint64_t vmsa_features;
-    uint32_t flags;
-    uint16_t ghcb_version;
-    uint16_t pad1;
-    uint32_t pad2[8];
-};
-struct x_kvm_sev_snp_launch_start {
-    uint64_t policy;
-    uint8_t gosvw[16];
-    uint16_t flags;
-    uint8_t pad0[6];
-    uint64_t pad1[4];
-};
-struct x_kvm_sev_snp_launch_update {
-    uint64_t gfn_start;
-    uint64_t uaddr;
-    uint64_t len;
-    uint8_t type;
-    uint8_t pad0;
-    uint16_t flags;
-    uint32_t pad1;
-    uint64_t pad2[4];
-};
-struct x_kvm_sev_snp_launch_finish {
-    uint64_t id_block_uaddr;
-    uint64_t id_auth_uaddr;
-    uint8_t id_block_en;
-    uint8_t auth_key_en;
-    uint8_t vcek_disabled;
-    uint8_t host_data[32];
-    uint8_t pad0[3];
-    uint16_t flags;
-    uint64_t pad1[4];
-};
-struct x_kvm_create_guest_memfd {
-    uint64_t size;
-    uint64_t flags;
-    uint64_t reserved[6];
-};
-struct x_kvm_userspace_memory_region2 {
-    uint32_t slot;
-    uint32_t flags;
-    uint64_t guest_phys_addr;
-    uint64_t memory_size;
-    uint64_t userspace_addr;
-    uint64_t guest_memfd_offset;
-    uint32_t guest_memfd;
-    uint32_t pad1;
-    uint64_t pad2[14];
-};
-struct x_kvm_memory_attributes {
-    uint64_t address;
-    uint64_t size;
-    uint64_t attributes;
-    uint64_t flags;
-};
-#define X_KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct x_kvm_create_guest_memfd)
-#define X_KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct x_kvm_userspace_memory_region2)
-#define X_KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct x_kvm_memory_attributes)
-
-_Static_assert(sizeof(struct x_kvm_sev_init) == 48, "kvm_sev_init");
-_Static_assert(sizeof(struct x_kvm_sev_snp_launch_start) == 64, "snp_launch_start");
-_Static_assert(sizeof(struct x_kvm_sev_snp_launch_update) == 64, "snp_launch_update");
-_Static_assert(sizeof(struct x_kvm_sev_snp_launch_finish) == 88, "snp_launch_finish");
-_Static_assert(sizeof(struct kvm_sev_cmd) == 24, "kvm_sev_cmd");
 
 /* ---- the guest memory layout (expected-digest.py has the same) ------------------------- */
 #define MEM_GPA 0x0ull

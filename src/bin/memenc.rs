@@ -406,77 +406,16 @@ fn main() -> ExitCode {
 }
 
 #[cfg(test)]
+#[path = "../test_fixtures.rs"]
+mod fixtures;
+
+#[cfg(test)]
 mod tests {
+    use super::fixtures::snp_host_without_policy_attr as host;
     use super::*;
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// What the probe of a simulated snp@6.11 host reported (the model's answers, taken once).
-    fn host() -> mem_enc_caps {
-        let mut c = mem_enc_caps {
-            size: size_of::<mem_enc_caps>() as u32,
-            vendor: 1,
-            api_version: mem_enc_cap {
-                status: 1,
-                err: 0,
-                value: 0xc,
-            },
-            vm_types: mem_enc_cap {
-                status: 1,
-                err: 0,
-                value: 0x1d,
-            },
-            sev_vmsa_features: mem_enc_cap {
-                status: 1,
-                err: 0,
-                value: 0x20,
-            },
-            snp_policy_bits: mem_enc_cap {
-                status: 4,
-                err: -6,
-                value: 0x1bffff,
-            },
-            snp_req_certs: mem_enc_cap {
-                status: 3,
-                err: -6,
-                value: 0x0,
-            },
-            sev_null_probe: mem_enc_cap {
-                status: 1,
-                err: 0,
-                value: 0x1,
-            },
-            tdx_supported_attrs: mem_enc_cap {
-                status: 2,
-                err: 0,
-                value: 0x0,
-            },
-            tdx_supported_xfam: mem_enc_cap {
-                status: 2,
-                err: 0,
-                value: 0x0,
-            },
-            tdx_cpuid_configs: mem_enc_cap {
-                status: 2,
-                err: 0,
-                value: 0x0,
-            },
-            guest_memfd: mem_enc_cap {
-                status: 1,
-                err: 0,
-                value: 0x1,
-            },
-            memory_attributes: mem_enc_cap {
-                status: 1,
-                err: 0,
-                value: 0x8,
-            },
-            ..Default::default()
-        };
-        c.summarize();
-        c
     }
 
     #[test]
