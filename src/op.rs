@@ -3,6 +3,7 @@
 //! (retrying or continuing when asked), and say which status field to hand back.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::abi::{
@@ -83,6 +84,72 @@ pub fn flags_supported(vendor: Vendor, id: u32) -> u32 {
 #[inline(always)]
 pub fn dispatch(fd: RawFd, input: &mem_enc_cmd) -> Outcome {
     dispatch_limited(fd, input, None)
+}
+
+/// `mem_enc_op` on the caller's own 24 bytes at `cmd` (any alignment). A command without flags
+/// goes to the kernel in place, as a raw ioctl would: memenc clears the stale status field
+/// first, and the kernel copies back exactly the bytes it read with the new status, so no local
+/// copy and no write-back are needed. A command with flags (validation, retries, CONTINUE) is
+/// worked on a local copy and only its status field is written back.
+///
+/// # Safety
+/// `cmd` points to 24 readable and writable bytes; `data` is handed to the kernel as a raw
+/// ioctl would hand it.
+#[inline(always)]
+pub unsafe fn dispatch_raw(fd: RawFd, cmd: *mut mem_enc_cmd) -> Outcome {
+    // SAFETY: the caller guarantees 24 readable bytes at `cmd`; `flags` is inside them.
+    let flags = unsafe { ptr::read_unaligned(ptr::addr_of!((*cmd).flags)) };
+    if flags != 0 || fd < 0 {
+        // SAFETY: as above, the whole command, read once.
+        let input = unsafe { ptr::read_unaligned(cmd) };
+        let outcome = dispatch(fd, &input);
+        // SAFETY: the caller guarantees 24 writable bytes; each write covers only the status
+        // field the kernel writes, at its offset inside them.
+        unsafe {
+            match outcome.status {
+                Some(StatusWrite::SevError(e)) => {
+                    ptr::write_unaligned(ptr::addr_of_mut!((*cmd).status.sev.error), e)
+                }
+                Some(StatusWrite::HwError(hw)) => {
+                    ptr::write_unaligned(ptr::addr_of_mut!((*cmd).status.hw_error), hw)
+                }
+                None => {}
+            }
+        }
+        return outcome;
+    }
+    let vendor = host::vendor_of(fd);
+    // SAFETY: the status field lies inside the caller's 24 writable bytes.
+    unsafe {
+        match vendor {
+            Vendor::Tdx => ptr::write_unaligned(ptr::addr_of_mut!((*cmd).status.hw_error), 0),
+            Vendor::Sev | Vendor::None => {
+                ptr::write_unaligned(ptr::addr_of_mut!((*cmd).status.sev.error), 0)
+            }
+        }
+    }
+    let traced = trace::start();
+    // SAFETY: `cmd` is the caller's valid 24-byte command and `data` its parameter address,
+    // which the kernel validates exactly as for the caller's own ioctl.
+    let raw = unsafe { host::ioctl(fd, KVM_MEMORY_ENCRYPT_OP, cmd as u64) };
+    // SAFETY: as above; the kernel has just written the status field (or left it cleared).
+    let status = unsafe {
+        match vendor {
+            Vendor::Tdx => StatusWrite::HwError(ptr::read_unaligned(ptr::addr_of!((*cmd).status.hw_error))),
+            Vendor::Sev | Vendor::None => {
+                StatusWrite::SevError(ptr::read_unaligned(ptr::addr_of!((*cmd).status.sev.error)))
+            }
+        }
+    };
+    if let Some(started) = traced {
+        // SAFETY: as above, the id field.
+        let id = unsafe { ptr::read_unaligned(ptr::addr_of!((*cmd).id)) };
+        host::keep_errno(|| trace::finish(started, fd, vendor, id, raw, status.raw()));
+    }
+    Outcome {
+        result: raw.map(|_| ()),
+        status: Some(status),
+    }
 }
 
 /// [`dispatch`] with this call's own bound on re-issues (transient errors, CONTINUE rounds

@@ -1,7 +1,6 @@
 //! C exports of the unified command: `mem_enc_op()` and the small helpers around it.
 
 use core::ffi::{c_char, c_int};
-use core::ptr;
 
 use super::{boundary, boundary_errno_on_failure, boundary_or, status};
 use crate::abi::mem_enc_cmd;
@@ -65,21 +64,9 @@ pub unsafe extern "C" fn mem_enc_op(fd: c_int, cmd: *mut mem_enc_cmd) -> c_int {
         });
     }
     boundary_errno_on_failure(|| {
-        // SAFETY: the caller guarantees 24 readable bytes at `cmd`; read once, any alignment.
-        let input = unsafe { ptr::read_unaligned(cmd) };
-        let outcome = op::dispatch(fd, &input);
-        match outcome.status {
-            // SAFETY: the caller guarantees 24 writable bytes at `cmd`; each write covers only
-            // the status field the kernel writes, at its offset inside those bytes.
-            Some(StatusWrite::SevError(error)) => unsafe {
-                ptr::write_unaligned(ptr::addr_of_mut!((*cmd).status.sev.error), error);
-            },
-            // SAFETY: as above, the 8 bytes at offset 16.
-            Some(StatusWrite::HwError(hw)) => unsafe {
-                ptr::write_unaligned(ptr::addr_of_mut!((*cmd).status.hw_error), hw);
-            },
-            None => {}
-        }
+        // SAFETY: the caller guarantees 24 readable and writable bytes at `cmd` (checked
+        // non-NULL above) and a `data` it vouches for, as for the raw ioctl.
+        let outcome = unsafe { op::dispatch_raw(fd, cmd) };
         let (vendor, raw) = match outcome.status {
             Some(s @ StatusWrite::SevError(_)) => (Vendor::Sev, s.raw()),
             Some(s @ StatusWrite::HwError(_)) => (Vendor::Tdx, s.raw()),
@@ -164,7 +151,7 @@ mod tests {
     #[test]
     fn null_command_on_a_bad_descriptor() {
         // SAFETY: NULL is allowed.
-        assert_eq!(unsafe { mem_enc_op(-1, ptr::null_mut()) }, -libc::EBADF);
+        assert_eq!(unsafe { mem_enc_op(-1, core::ptr::null_mut()) }, -libc::EBADF);
         assert_eq!(mem_enc_cmd_flags_supported(0, 0), 0);
         assert_eq!(mem_enc_cmd_flags_supported(7, 0), 0);
     }
