@@ -135,7 +135,9 @@ pub unsafe fn dispatch_raw(fd: RawFd, cmd: *mut mem_enc_cmd) -> Outcome {
     // SAFETY: as above; the kernel has just written the status field (or left it cleared).
     let status = unsafe {
         match vendor {
-            Vendor::Tdx => StatusWrite::HwError(ptr::read_unaligned(ptr::addr_of!((*cmd).status.hw_error))),
+            Vendor::Tdx => {
+                StatusWrite::HwError(ptr::read_unaligned(ptr::addr_of!((*cmd).status.hw_error)))
+            }
             Vendor::Sev | Vendor::None => {
                 StatusWrite::SevError(ptr::read_unaligned(ptr::addr_of!((*cmd).status.sev.error)))
             }
