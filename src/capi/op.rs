@@ -151,10 +151,8 @@ mod tests {
     #[test]
     fn null_command_on_a_bad_descriptor() {
         // SAFETY: NULL is allowed.
-        assert_eq!(
-            unsafe { mem_enc_op(-1, core::ptr::null_mut()) },
-            -libc::EBADF
-        );
+        let r = unsafe { mem_enc_op(-1, core::ptr::null_mut()) };
+        assert_eq!(r, -libc::EBADF);
         assert_eq!(mem_enc_cmd_flags_supported(0, 0), 0);
         assert_eq!(mem_enc_cmd_flags_supported(7, 0), 0);
     }
