@@ -30,8 +30,6 @@
 //! EMFILE rather than leave a confidential vCPU the filter cannot see. A program that dup2()s
 //! a confidential vCPU to a low number would run it unseen (no VMM does).
 
-mod task;
-
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -46,6 +44,7 @@ use crate::model::profile::{Backend, Profile};
 use crate::model::registry::{self, Object, Resolve, VmRef};
 use crate::model::report::{self, VmReport};
 use crate::model::{kvm, psp, target, user};
+use crate::supervisor::target as task;
 use crate::supervisor::{self, Handler, Notification, Reply, Spec, Target, TraceAction, TraceExit};
 
 /// Capabilities whose answer is the profile's, not this machine's: the rest of
@@ -152,7 +151,7 @@ struct View<'a> {
 
 impl Resolve for View<'_> {
     fn lookup(&self, fd: RawFd) -> Option<Object> {
-        let same = |f: &OwnedFd| task::same_file(self.tid, fd, f.as_fd());
+        let same = |f: &OwnedFd| same_file(self.tid, fd, f.as_fd());
         if self.state.sev_devices.iter().any(same) {
             return Some(Object::SevDevice(self.profile));
         }
@@ -316,7 +315,7 @@ impl Hybrid {
         if state
             .kvm_files
             .iter()
-            .any(|f| task::same_file(n.tid, fd, f.as_fd()))
+            .any(|f| same_file(n.tid, fd, f.as_fd()))
         {
             return self.system_ioctl(n.tid, &state, request, arg);
         }
@@ -485,7 +484,7 @@ impl Hybrid {
         let Some(entry) = state
             .vcpus
             .iter()
-            .find(|c| task::same_file(tid, fd, c.file.as_fd()))
+            .find(|c| same_file(tid, fd, c.file.as_fd()))
         else {
             return Reply::Continue;
         };
@@ -526,7 +525,7 @@ impl Hybrid {
         state
             .vms
             .iter()
-            .position(|v| task::same_file(tid, fd, v.file.as_fd()))
+            .position(|v| same_file(tid, fd, v.file.as_fd()))
     }
 
     /// Every VM the program created, in creation order.
@@ -767,4 +766,10 @@ fn json(profile: &str, reports: &[VmReport], extra: &str) -> String {
         "{{\n  \"profile\": \"{profile}\",\n  \"simulated\": true,\n{extra}  \"vms\": [\n{}\n  ]\n}}\n",
         vms.join(",\n")
     )
+}
+
+/// Whether thread `tid`'s `fd` is the supervisor's `ours` (a failed comparison is "no": the
+/// descriptor is then not one the hybrid knows).
+fn same_file(tid: i32, fd: RawFd, ours: std::os::fd::BorrowedFd<'_>) -> bool {
+    task::same_file(tid, fd, ours).unwrap_or(false)
 }

@@ -151,55 +151,62 @@ impl<'a> Target<'a> {
     /// What the target's descriptor `fd` refers to (`readlink /proc/TID/fd/N`), e.g.
     /// `/dev/kvm`, `anon_inode:kvm-vm`, `/memfd:NAME (deleted)`.
     pub fn fd_path(&self, fd: RawFd) -> io::Result<PathBuf> {
-        let p = std::fs::read_link(format!("/proc/{}/fd/{fd}", self.tid))?;
-        if !self.valid() {
-            return Err(stale());
-        }
-        Ok(p)
+        self.checked(fd_path(self.tid, fd))
     }
 
     /// A duplicate of the target's descriptor `fd` in the supervisor (`pidfd_getfd`), sharing
     /// the open file description. It is `O_CLOEXEC`.
     pub fn dup_fd(&self, fd: RawFd) -> io::Result<OwnedFd> {
-        let pidfd = pidfd_open_thread(self.tid)?;
-        // SAFETY: plain system call with integer arguments.
-        let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pidfd_getfd returned a new descriptor that nobody else owns.
-        let dup = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
-        if !self.valid() {
-            return Err(stale());
-        }
-        Ok(dup)
+        self.checked(dup_fd(self.tid, fd))
     }
 
     /// Whether the target's `fd` and the supervisor's `ours` are the same open file
     /// (`kcmp(KCMP_FILE)`), e.g. to recognise a descriptor the supervisor injected or duplicated.
     pub fn same_file(&self, fd: RawFd, ours: BorrowedFd<'_>) -> io::Result<bool> {
-        const KCMP_FILE: libc::c_int = 0;
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        // SAFETY: plain system call with integer arguments.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_kcmp,
-                self.tid,
-                me,
-                KCMP_FILE,
-                fd,
-                ours.as_raw_fd(),
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.checked(same_file(self.tid, fd, ours))
+    }
+
+    /// `result`, unless the target stopped waiting for this notification meanwhile (its TID may
+    /// have been recycled, so the answer may be another task's).
+    fn checked<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        let value = result?;
         if !self.valid() {
             return Err(stale());
         }
-        Ok(r == 0)
+        Ok(value)
     }
+}
+
+/// What thread `tid`'s descriptor `fd` refers to (`readlink /proc/TID/fd/N`). For callers
+/// without a notification (the tracer's stops) as for [`Target::fd_path`].
+pub fn fd_path(tid: i32, fd: RawFd) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/{tid}/fd/{fd}"))
+}
+
+/// A duplicate of thread `tid`'s descriptor `fd` in the supervisor (`pidfd_getfd`), `O_CLOEXEC`.
+pub fn dup_fd(tid: i32, fd: RawFd) -> io::Result<OwnedFd> {
+    let pidfd = pidfd_open_thread(tid)?;
+    // SAFETY: plain system call with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pidfd_getfd returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Whether thread `tid`'s `fd` and the supervisor's `ours` are the same open file
+/// (`kcmp(KCMP_FILE)`).
+pub fn same_file(tid: i32, fd: RawFd, ours: BorrowedFd<'_>) -> io::Result<bool> {
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: plain system call with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, tid, me, KCMP_FILE, fd, ours.as_raw_fd()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r == 0)
 }
 
 /// A pidfd for a thread: `PIDFD_THREAD` (6.9+) because `pidfd_open` of a non-leader TID
